@@ -1,0 +1,57 @@
+"""SockdiagError and its few subclasses: a one-line message plus the exit status it maps to."""
+
+from __future__ import annotations
+
+from sockdiag.status import ExitStatus
+
+
+class SockdiagError(Exception):
+    """A failure to report as `sockdiag: MESSAGE` on stderr with exit status `status`."""
+
+    status: ExitStatus = ExitStatus.FAILURE
+
+    def __init__(self, message: str, status: ExitStatus | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class UsageError(SockdiagError):
+    """Bad input on the command line (exit 2)."""
+
+    status = ExitStatus.USAGE
+
+
+class TimeoutFailure(SockdiagError):
+    """An operation did not finish within its time limit (exit 3)."""
+
+    status = ExitStatus.TIMEOUT
+
+
+class PermissionFailure(SockdiagError):
+    """The OS refused the operation for lack of privilege (exit 4)."""
+
+    status = ExitStatus.PERMISSION
+
+
+def status_for_errno_name(name: str) -> ExitStatus:
+    """The exit status for an OS error, by its symbolic errno name (see platform.errno_name)."""
+    if name in ("EACCES", "EPERM"):
+        return ExitStatus.PERMISSION
+    if name == "ETIMEDOUT":
+        return ExitStatus.TIMEOUT
+    return ExitStatus.FAILURE
+
+
+def from_oserror(action: str, exc: OSError) -> SockdiagError:
+    """Turn an OSError into a one-line SockdiagError: `ACTION: description (ENAME)`."""
+    from sockdiag import platform  # platform imports socket; keep errors cheap to import
+
+    if exc.errno is None:
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            return TimeoutFailure(f"{action}: timed out")
+        return SockdiagError(f"{action}: {text}")
+    name = platform.errno_name(exc.errno)
+    return SockdiagError(f"{action}: {platform.describe(exc.errno)}", status_for_errno_name(name))

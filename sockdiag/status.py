@@ -1,0 +1,24 @@
+"""The exit statuses of every sockdiag command, documented in --help and the man page."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes. No os.EX_* constants: those exist only on Unix."""
+
+    OK = 0
+    FAILURE = 1  # operational: refused, nothing open, port not bindable, peer reset
+    USAGE = 2  # bad option, bad port spec, bad value (argparse uses 2 too)
+    TIMEOUT = 3
+    PERMISSION = 4
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+EXIT_STATUS_HELP = (
+    ("0", "success (probe: at least one port open; bindcheck: a plain bind succeeds)"),
+    ("1", "operational failure: connection refused or reset, no open port, port not bindable"),
+    ("2", "usage error: unknown option, bad port or port range, bad value"),
+    ("3", "timeout"),
+    ("4", "permission denied (privileged port, socket table not readable)"),
+    ("130", "interrupted (Ctrl-C)"),
+)
