@@ -1,0 +1,219 @@
+"""Every operating-system difference sockdiag cares about, in one place.
+
+Other modules never test sys.platform / os.name themselves; they ask here. Functions take an
+optional `system` ("linux", "darwin", "win32") so tests can emulate the other platforms' values.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import socket
+import sys
+
+LINUX, DARWIN, WINDOWS = "linux", "darwin", "win32"
+
+
+def current_system() -> str:
+    """The running OS as one of LINUX / DARWIN / WINDOWS, or sys.platform for others (BSDs)."""
+    if sys.platform.startswith("linux"):
+        return LINUX
+    if sys.platform == "darwin":
+        return DARWIN
+    if sys.platform in ("win32", "cygwin"):
+        return WINDOWS
+    return sys.platform
+
+
+SYSTEM = current_system()
+
+# errno numbers for the names sockdiag reasons about, per OS. Linux and macOS values come from
+# <asm-generic/errno.h> and <sys/errno.h>; Windows sockets report WSA* codes (winsock2.h,
+# 10000 + BSD number), which Python's errno module also uses for these names on Windows.
+# So connect_ex() says "refused" as 111 on Linux, 61 on macOS and 10061 on Windows.
+_ERRNO_TABLES: dict[str, dict[str, int]] = {
+    LINUX: {
+        "EPERM": 1, "EINTR": 4, "EACCES": 13, "EINVAL": 22, "ENFILE": 23, "EMFILE": 24,
+        "EPIPE": 32, "EAGAIN": 11, "EAFNOSUPPORT": 97, "EADDRINUSE": 98, "EADDRNOTAVAIL": 99,
+        "ENETDOWN": 100, "ENETUNREACH": 101, "ECONNABORTED": 103, "ECONNRESET": 104,
+        "ENOBUFS": 105, "EISCONN": 106, "ENOTCONN": 107, "ETIMEDOUT": 110,
+        "ECONNREFUSED": 111, "EHOSTDOWN": 112, "EHOSTUNREACH": 113, "EALREADY": 114,
+        "EINPROGRESS": 115,
+    },
+    DARWIN: {
+        "EPERM": 1, "EINTR": 4, "EACCES": 13, "EINVAL": 22, "ENFILE": 23, "EMFILE": 24,
+        "EPIPE": 32, "EAGAIN": 35, "EINPROGRESS": 36, "EALREADY": 37, "EAFNOSUPPORT": 47,
+        "EADDRINUSE": 48, "EADDRNOTAVAIL": 49, "ENETDOWN": 50, "ENETUNREACH": 51,
+        "ECONNABORTED": 53, "ECONNRESET": 54, "ENOBUFS": 55, "EISCONN": 56, "ENOTCONN": 57,
+        "ETIMEDOUT": 60, "ECONNREFUSED": 61, "EHOSTDOWN": 64, "EHOSTUNREACH": 65,
+    },
+    WINDOWS: {
+        "EPERM": 1, "EPIPE": 32,
+        "EINTR": 10004, "EACCES": 10013, "EINVAL": 10022, "EMFILE": 10024,
+        "EWOULDBLOCK": 10035, "EINPROGRESS": 10036, "EALREADY": 10037,
+        "EAFNOSUPPORT": 10047, "EADDRINUSE": 10048, "EADDRNOTAVAIL": 10049,
+        "ENETDOWN": 10050, "ENETUNREACH": 10051, "ECONNABORTED": 10053, "ECONNRESET": 10054,
+        "ENOBUFS": 10055, "EISCONN": 10056, "ENOTCONN": 10057, "ETIMEDOUT": 10060,
+        "ECONNREFUSED": 10061, "EHOSTDOWN": 10064, "EHOSTUNREACH": 10065,
+    },
+}
+_NAMES_BY_CODE = {system: {code: name for name, code in table.items()}
+                  for system, table in _ERRNO_TABLES.items()}
+# Windows' C runtime also has small errno values (EACCES 13, EINVAL 22) next to the WSA ones.
+_NAMES_BY_CODE[WINDOWS].update({13: "EACCES", 22: "EINVAL", 24: "EMFILE", 4: "EINTR"})
+
+# A non-blocking connect that has started but not finished: Linux/macOS say EINPROGRESS,
+# Windows says WSAEWOULDBLOCK; EALREADY and EAGAIN appear on a repeated connect_ex.
+IN_PROGRESS = frozenset({"EINPROGRESS", "EWOULDBLOCK", "EAGAIN", "EALREADY"})
+UNREACHABLE = frozenset({"EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN"})
+
+_DESCRIPTIONS = {
+    "ECONNREFUSED": "connection refused",
+    "ECONNRESET": "connection reset by peer",
+    "ECONNABORTED": "connection aborted",
+    "ETIMEDOUT": "timed out",
+    "EHOSTUNREACH": "host unreachable",
+    "ENETUNREACH": "network unreachable",
+    "EHOSTDOWN": "host is down",
+    "ENETDOWN": "network is down",
+    "EADDRINUSE": "address already in use",
+    "EADDRNOTAVAIL": "address not available on this host",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "EPIPE": "broken pipe (peer closed the connection)",
+    "EMFILE": "too many open files",
+    "ENFILE": "too many open files in system",
+    "EAFNOSUPPORT": "address family not supported",
+    "EINVAL": "invalid argument",
+    "ENOBUFS": "no buffer space available",
+}
+
+
+def errno_name(code: int, system: str | None = None) -> str:
+    """The symbolic name of an errno value as `system` reports it (EWOULDBLOCK/EAGAIN alike)."""
+    system = system or SYSTEM
+    name = _NAMES_BY_CODE.get(system, {}).get(code)
+    if name is None and system == SYSTEM:
+        name = _errno.errorcode.get(code)
+        if name and name.startswith("WSA"):
+            name = name[3:]
+    return name or f"errno {code}"
+
+
+def errno_code(name: str, system: str | None = None) -> int | None:
+    """The number `system` uses for errno `name`, or None when it has no such error."""
+    system = system or SYSTEM
+    table = _ERRNO_TABLES.get(system, {})
+    if name in table:
+        return table[name]
+    if name == "EWOULDBLOCK" and "EAGAIN" in table:
+        return table["EAGAIN"]
+    return getattr(_errno, name, None) if system == SYSTEM else None
+
+
+def errno_is(code: int | None, name: str, system: str | None = None) -> bool:
+    """Whether `code` is errno `name` on `system`: compare by name, never by Linux numbers."""
+    return code is not None and errno_name(code, system) == name
+
+
+def connect_in_progress(code: int, system: str | None = None) -> bool:
+    """Whether a non-blocking connect_ex() result means "started, not finished"."""
+    return errno_name(code, system) in IN_PROGRESS
+
+
+def describe(code: int, system: str | None = None) -> str:
+    """A one-line description naming the errno symbolically: `connection refused (ECONNREFUSED)`."""
+    name = errno_name(code, system)
+    text = _DESCRIPTIONS.get(name)
+    if text is None:
+        text = os.strerror(code).lower() if (system or SYSTEM) == SYSTEM else "error"
+    return f"{text} ({name})"
+
+
+# --- address reuse ------------------------------------------------------------------------------
+
+def server_reuse_option(system: str | None = None) -> str:
+    """The option a server should set before bind so a restart is not blocked.
+
+    POSIX: SO_REUSEADDR lets a new listener bind while old connections sit in TIME_WAIT.
+    Windows: SO_REUSEADDR lets *another* socket bind a port already in use (port hijacking),
+    so servers set SO_EXCLUSIVEADDRUSE instead; TIME_WAIT does not block a bind there anyway.
+    """
+    return "SO_EXCLUSIVEADDRUSE" if (system or SYSTEM) == WINDOWS else "SO_REUSEADDR"
+
+
+def set_server_reuse(sock: socket.socket) -> None:
+    """Apply server_reuse_option() to a socket that is about to bind."""
+    option = server_reuse_option()
+    if option == "SO_EXCLUSIVEADDRUSE":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
+    else:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+
+def has_reuseport(system: str | None = None) -> bool:
+    """Whether SO_REUSEPORT exists: Linux 3.9+ (load-balancing groups) and macOS/BSD (multicast-
+    style sharing); Windows has no such option."""
+    system = system or SYSTEM
+    if system == WINDOWS:
+        return False
+    if system == SYSTEM:
+        return hasattr(socket, "SO_REUSEPORT")
+    return system in (LINUX, DARWIN)
+
+
+REUSEADDR_NOTES = {
+    LINUX: "SO_REUSEADDR lets a listener bind past TIME_WAIT sockets only if the sockets that "
+           "left them had SO_REUSEADDR set too; it never allows two listeners on one port",
+    DARWIN: "SO_REUSEADDR lets a listener bind past TIME_WAIT sockets; it never allows two "
+            "listeners on one exact address and port",
+    WINDOWS: "SO_REUSEADDR on Windows lets another socket bind a port that is in use (even by "
+             "another process): a server should set SO_EXCLUSIVEADDRUSE instead",
+}
+
+
+def reuseaddr_note(system: str | None = None) -> str:
+    """One line on what SO_REUSEADDR does on `system`."""
+    return REUSEADDR_NOTES.get(system or SYSTEM, REUSEADDR_NOTES[DARWIN])
+
+
+# --- IPv6 dual stack ----------------------------------------------------------------------------
+
+def dualstack_supported() -> bool:
+    """Whether one AF_INET6 socket bound to :: with IPV6_V6ONLY off also accepts IPv4."""
+    return socket.has_ipv6 and socket.has_dualstack_ipv6()
+
+
+def v6only_default(system: str | None = None) -> bool:
+    """IPV6_V6ONLY's default: off on Linux (net.ipv6.bindv6only=0) and macOS, on for Windows.
+    Listeners set it explicitly rather than trust the default."""
+    return (system or SYSTEM) == WINDOWS
+
+
+# --- Linux /proc and sysctl values ---------------------------------------------------------------
+
+def read_sysctl(path: str) -> str | None:
+    """A /proc/sys value on Linux (e.g. 'net/ipv4/tcp_tw_reuse'), or None elsewhere/unreadable."""
+    if SYSTEM != LINUX:
+        return None
+    try:
+        with open(os.path.join("/proc/sys", path), encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def service_port(name: str, proto: str = "tcp") -> int | None:
+    """The port of a service name from the system services database, or None."""
+    try:
+        return socket.getservbyname(name, proto)
+    except OSError:
+        return None
+
+
+def service_name(port: int, proto: str = "tcp") -> str | None:
+    """The service name of a port from the system services database, or None."""
+    try:
+        return socket.getservbyport(port, proto)
+    except (OSError, OverflowError):
+        return None
