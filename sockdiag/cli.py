@@ -1,0 +1,140 @@
+"""The command line: build_parser() (side-effect free; argparse-manpage imports it) and main().
+
+main() is the ONE place where exceptions become a one-line message and an exit status.
+Command modules, argparse and psutil are imported lazily: `sockdiag --version` imports none of
+them, and `--help` never loads psutil or asyncio.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from sockdiag import __version__
+
+# subcommand -> "module:function"; the function takes (args, env) and returns an exit status.
+COMMANDS = {
+    "listen": "sockdiag.relay:run_listen",
+    "connect": "sockdiag.relay:run_connect",
+    "probe": "sockdiag.probe:run",
+    "states": "sockdiag.states:run",
+    "bindcheck": "sockdiag.bindcheck:run",
+}
+
+
+def build_parser():
+    """The complete argparse parser (defined in sockdiag.options). No side effects."""
+    from sockdiag.options import build_parser as _build
+
+    return _build()
+
+
+def main(argv: Sequence[str] | None = None, env=None) -> int:
+    """Run sockdiag with `argv` (without the program name); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # answered before argparse is even imported: start-up time
+        return _print_version(env)
+    if env is None:
+        from sockdiag.env import Env
+
+        env = Env.from_process()
+    from sockdiag.options import OUTPUT_STREAMS, ParserExit
+
+    token = OUTPUT_STREAMS.set((env.stdout, env.stderr))
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except ParserExit as exc:
+            return exc.status
+        finally:
+            OUTPUT_STREAMS.reset(token)
+        env.verbosity, env.debug = args.verbose or 0, bool(args.debug)
+        return _run(args, env)
+    finally:
+        _final_flush(env)
+
+
+def _print_version(env) -> int:
+    line = f"sockdiag {__version__}\n".encode()
+    stream = env.stdout if env is not None else sys.stdout.buffer
+    try:
+        stream.write(line)
+        stream.flush()
+    except BrokenPipeError:
+        if env is None:
+            from sockdiag.env import Env
+
+            Env.from_process().silence_stdout()
+    return 0
+
+
+def _final_flush(env) -> None:
+    try:
+        env.flush()
+    except BrokenPipeError:
+        env.silence_stdout()
+    except (OSError, ValueError):
+        pass
+
+
+def _dispatch(args, env) -> int:
+    import importlib
+
+    module_name, _, func_name = COMMANDS[args.command].partition(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(args, env))
+
+
+def _run(args, env) -> int:
+    """Run the chosen command; translate every failure into one stderr line and a status."""
+    from sockdiag.errors import SockdiagError
+    from sockdiag.status import ExitStatus
+
+    try:
+        status = _dispatch(args, env)
+        env.flush()
+        return status
+    except BrokenPipeError:
+        # stdout closed by the reader (`sockdiag states | head -1`): not an error. Commands turn
+        # EPIPE on a *socket* into a SockdiagError themselves, so this one is about stdout.
+        env.silence_stdout()
+        return ExitStatus.OK
+    except KeyboardInterrupt:
+        env.error("interrupted")
+        return ExitStatus.INTERRUPTED
+    except SockdiagError as exc:
+        _debug_trace(env)
+        env.error(exc.message)
+        return exc.status
+    except OSError as exc:
+        _debug_trace(env)
+        message, status = _describe_oserror(exc)
+        env.error(message)
+        return status
+    except Exception as exc:  # a bug: one line, the traceback only with --debug
+        _debug_trace(env)
+        hint = "" if env.debug else " (run with --debug for details)"
+        env.error(f"internal error: {type(exc).__name__}: {exc}{hint}")
+        return ExitStatus.FAILURE
+
+
+def _describe_oserror(exc: OSError):
+    from sockdiag import platform
+    from sockdiag.errors import status_for_errno_name
+    from sockdiag.status import ExitStatus
+
+    if exc.errno is None:
+        return str(exc) or type(exc).__name__, ExitStatus.FAILURE
+    where = f"{exc.filename}: " if exc.filename else ""
+    return where + platform.describe(exc.errno), status_for_errno_name(platform.errno_name(exc.errno))
+
+
+def _debug_trace(env) -> None:
+    if env.debug:
+        import traceback
+
+        try:
+            env.stderr.write(traceback.format_exc().encode("utf-8", "replace"))
+            env.stderr.flush()
+        except (OSError, ValueError):
+            pass
