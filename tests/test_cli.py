@@ -134,6 +134,17 @@ def test_version_does_not_import_psutil_or_commands():
     assert out.stdout.strip() == "[]"
 
 
+def test_help_does_not_import_psutil():
+    code = ("import sys; from sockdiag.cli import main; from tests.conftest import make_env; "
+            "rc = main(['states', '--help'], make_env()); print('psutil' in sys.modules); sys.exit(rc)")
+    import subprocess
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_module_entry_point_help():
     r = run_module(["--help"], text=True)
     assert r.returncode == 0 and "usage: sockdiag" in r.stdout
