@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import socket
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -183,10 +184,14 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _who(row: Mapping[str, Any]) -> str:
+def _owned(row: Mapping[str, Any]) -> str:
+    """'a LISTEN socket of PID 7 (nginx) on 0.0.0.0:80', or who could not be seen."""
+    kind = "connection" if row.get("remote_address") else "socket"
+    text = f"a {state_name(row)} {kind}"
     if row.get("pid"):
-        return f"PID {row['pid']} ({row.get('process') or '?'})"
-    return "a process whose PID is not visible here (another user's: run as root; or outside this container)"
+        return f"{text} of PID {row['pid']} ({row.get('process') or '?'}) on {_where(row)}"
+    return (f"{text} on {_where(row)}, of a process not visible here (another user's: run as root to see it; "
+            "or one outside this container)")
 
 
 def _where(row: Mapping[str, Any]) -> str:
@@ -263,8 +268,7 @@ def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping],
     order = sorted(live, key=lambda r: (r.get("state") != "LISTEN", not r.get("pid")))
     first = order[0]
     state = state_name(first)
-    kind = "connection" if first.get("remote_address") else "socket"
-    reason = f"a {state} {kind} of {_who(first)} on {_where(first)}"
+    reason = _owned(first)
     if len(live) > 1:
         reason += f" (and {_plural(len(live) - 1, 'more socket')})"
     who = f"PID {first['pid']} ({first.get('process') or '?'})" if first.get("pid") else "that process"
@@ -377,6 +381,7 @@ CONTEXT_SYSCTLS = ("net/ipv4/ip_local_port_range", "net/ipv4/ip_local_reserved_p
 # --- pure: output -------------------------------------------------------------------------------
 
 ATTEMPT_COLUMNS = [("option", "OPTION"), ("result", "RESULT"), ("errno", "ERRNO")]
+WRAP_WIDTH = 100  # text report lines; a fixed width keeps the output the same in a pipe and a terminal
 HOLDER_COLUMNS = [("proto", "PROTO"), ("local", "LOCAL"), ("remote", "REMOTE"), ("state", "STATE"),
                   ("pid", "PID"), ("process", "PROCESS"), ("expires_s", "EXPIRES_S")]
 
@@ -393,8 +398,7 @@ def text_report(report: Mapping[str, Any], diagnosis: Diagnosis, *, target: Targ
             ("verdict", diagnosis.verdict.upper()), ("reason", diagnosis.reason), ("advice", diagnosis.advice)]
     if note:
         head.append(("warning", note))
-    width = max(len(label) for label, _ in head)
-    lines = [f"{label.ljust(width)}  {text}" for label, text in head]
+    lines = _labelled(head, "")
     lines += ["", "bind attempts (throw-away sockets, closed at once, never listening):"]
     rows = [{"option": a["option"], "result": _result(a), "errno": a.get("errno")} for a in report["attempts"]]
     lines += ["  " + line for line in render.text_table(rows, ATTEMPT_COLUMNS)]
@@ -415,8 +419,18 @@ def text_report(report: Mapping[str, Any], diagnosis: Diagnosis, *, target: Targ
         verb = "uses" if others == 1 else "use"
         lines.append(f"  ({_plural(others, 'other socket')} {verb} port {report['port']} on addresses not in the way)")
     if context:
-        width = max(len(label) for label, _ in context)
-        lines += ["", "context:"] + [f"  {label.ljust(width)}  {text}" for label, text in context]
+        lines += ["", "context:"] + _labelled(context, "  ")
+    return lines
+
+
+def _labelled(pairs: Sequence[tuple[str, str]], indent: str) -> list[str]:
+    """'label  text' lines, labels padded to one width, long texts wrapped under the text column."""
+    width = max(len(label) for label, _ in pairs)
+    lines = []
+    for label, text in pairs:
+        first = f"{indent}{label.ljust(width)}  "
+        lines += textwrap.wrap(text, WRAP_WIDTH, initial_indent=first, subsequent_indent=" " * len(first),
+                               break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
     return lines
 
 
@@ -533,7 +547,7 @@ def run(args, env) -> int:
     target = resolve_target(args.bind, udp)
     attempts = run_attempts(target, port, udp, platform.bind_attempt_options())
     for a in attempts:
-        env.info(f"bind {format_hostport(target.address, port)} {a['option']}: {_result(a)} {a['errno'] or ''}")
+        env.info(f"bind {format_hostport(target.address, port)} {a['option']}: {a['errno'] or _result(a)}")
     rows = _read_rows(udp)
     if rows is None:
         env.warn("the socket table is not readable (access denied): holders unknown; run as root to see them")

@@ -191,7 +191,7 @@ def test_in_use_by_connection_of_a_surviving_child():
 
 def test_in_use_by_invisible_pid():
     d = verdict(IN_USE, [row("LISTEN")])
-    assert d.verdict == "in use" and "PID is not visible" in d.reason
+    assert d.verdict == "in use" and "of a process not visible here" in d.reason
 
 
 def test_in_use_but_no_visible_socket():
