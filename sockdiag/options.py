@@ -239,12 +239,19 @@ def _add_states(sub) -> None:
 
 def _add_bindcheck(sub) -> None:
     p = sub.add_parser("bindcheck", help="explain why PORT cannot be bound (in use, TIME_WAIT, permission)",
-                       description="Try to bind PORT the ways a server would (plain, SO_REUSEADDR, SO_REUSEPORT), "
-                                   "list the sockets holding it, and give a verdict with advice.")
+                       description="Try to bind PORT the ways a server would (plain, SO_REUSEADDR, SO_REUSEPORT; "
+                                   "SO_EXCLUSIVEADDRUSE on Windows) on throw-away sockets closed at once, list "
+                                   "the sockets holding it (with TIME_WAIT timers on Linux), and give a verdict "
+                                   "with advice: free, in use, time-wait only, reuseport group, permission or "
+                                   "address not available. Exit 0 when a plain bind succeeds, 1 when it does "
+                                   "not, 4 when it is refused for lack of privilege.")
     p.add_argument("port", type=_port, metavar="PORT", help="port to check")
-    p.add_argument("-b", "--bind", metavar="ADDR", help="address to check (default: all interfaces)")
+    p.add_argument("-b", "--bind", metavar="ADDR",
+                   help="address to check (default: all interfaces, dual-stack '::' as 'sockdiag listen' binds)")
     p.add_argument("-u", "--udp", action="store_true", help="check a UDP port")
-    _output(p)
+    p.add_argument("-o", "--output", choices=("text", "json", "csv"), default="text",
+                   help="output format: a report for people (default), one JSON object, or one CSV row "
+                        "after a header row")
     _common(p, top=False)
 
 
