@@ -221,6 +221,124 @@ def service_name(port: int, proto: str = "tcp") -> str | None:
 
 # --- relay (connect / listen) -------------------------------------------------------------------
 
+def relay_selector():
+    """The selector the relay loops wait with. poll(2) where it exists, because epoll refuses
+    regular files (EPERM) and stdin is often a file; Windows has only select(), which takes
+    sockets only (stdin is then fed through a thread, see stdio_selectable)."""
+    import selectors
+
+    if hasattr(selectors, "PollSelector"):
+        return selectors.PollSelector()
+    return selectors.SelectSelector()
+
+
+def stdio_selectable(system: str | None = None) -> bool:
+    """Whether stdin/stdout descriptors can be waited on next to sockets. POSIX: yes. Windows:
+    select() takes sockets only, so the relay pumps stdin through a thread into a socketpair."""
+    return (system or SYSTEM) != WINDOWS
+
+
+def zero_copy_supported(system: str | None = None) -> bool:
+    """Whether the relay may use splice(2) (pipe <-> socket, pipe <-> file) and sendfile(2)
+    (regular file -> socket): Linux only; data then never passes through user space.
+    macOS's sendfile differs (no current-offset mode), so it keeps the portable copy loop.
+    SOCKDIAG_NO_ZEROCOPY=1 forces the copy loop (benchmarks and tests cover both paths)."""
+    system = system or SYSTEM
+    if system != LINUX:
+        return False
+    if system != SYSTEM:
+        return True
+    if os.environ.get("SOCKDIAG_NO_ZEROCOPY"):
+        return False
+    return hasattr(os, "splice") and hasattr(os, "sendfile")
+
+
+RELAY_PIPE_SIZE = 1024 * 1024  # Linux's default pipe-max-size; one splice then moves up to 1 MiB
+
+
+def enlarge_pipe(fd: int, size: int = RELAY_PIPE_SIZE) -> None:
+    """Grow a pipe the relay owns (Linux F_SETPIPE_SZ; the default 64 KiB costs a system call per
+    64 KiB). Best effort: an unprivileged process may be capped lower."""
+    if SYSTEM != LINUX:
+        return
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except OSError:
+        pass
+
+
+def socket_as_stdio(system: str | None = None) -> bool:
+    """Whether a connected socket can be a child's stdin/stdout directly (ncat -e). POSIX: a
+    socket is a descriptor like any other. Windows: subprocess needs pipe or file handles
+    (an overlapped socket handle breaks the child's reads), so the child gets pipes and two
+    threads copy between them and the socket."""
+    return (system or SYSTEM) != WINDOWS
+
+
+def split_command(command: str, system: str | None = None) -> list[str] | str:
+    """--exec CMD without a shell. POSIX: split into argv with shell-like quoting (no expansion,
+    no pipes). Windows: CreateProcess parses the command line itself, so it is passed as is."""
+    if (system or SYSTEM) == WINDOWS:
+        return command
+    import shlex
+
+    return shlex.split(command)
+
+
+def shell_argv(command: str, system: str | None = None) -> list[str]:
+    """--sh-exec CMD: /bin/sh -c on POSIX, %COMSPEC% /c on Windows (as ncat -c)."""
+    if (system or SYSTEM) == WINDOWS:
+        return [os.environ.get("COMSPEC", "cmd.exe"), "/c", command]
+    return ["/bin/sh", "-c", command]
+
+
+# A transfer that fails with one of these lost its peer (reset, or a write after the peer left);
+# Windows adds ECONNABORTED for a connection its own stack dropped.
+CONNECTION_LOST = frozenset({"ECONNRESET", "EPIPE", "ECONNABORTED", "ENOTCONN", "ETIMEDOUT", "ESHUTDOWN"})
+
+# accept() failures that concern one client or a passing shortage, never the listener itself:
+# a client that reset while queued (ECONNABORTED; Linux may also pass on network errors), or
+# the descriptor table / buffers being full (EMFILE, ENFILE, ENOBUFS).
+ACCEPT_TRANSIENT = frozenset({"ECONNABORTED", "ECONNRESET", "EPROTO", "EPERM", "EINTR", "EMFILE", "ENFILE",
+                              "ENOBUFS", "ENOMEM", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "ETIMEDOUT"})
+
+
+def set_v6only(sock: socket.socket, v6only: bool) -> None:
+    """Set IPV6_V6ONLY explicitly on an AF_INET6 listener: the default differs (off on Linux and
+    macOS, on for Windows), and a dual-stack listener needs it off."""
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+
+
+# getaddrinfo() reports its own EAI_* codes (negative on Linux, positive elsewhere), not errno.
+_GAI_DESCRIPTIONS = {
+    "EAI_NONAME": "name or service not known",
+    "EAI_AGAIN": "temporary failure in name resolution",
+    "EAI_FAIL": "name server failure",
+    "EAI_NODATA": "no address for this name",
+    "EAI_ADDRFAMILY": "no address in the requested family",
+    "EAI_FAMILY": "address family not supported",
+    "EAI_SERVICE": "service not known for this socket type",
+    "EAI_MEMORY": "out of memory",
+    "EAI_SYSTEM": "system error",
+}
+
+
+def gai_error_name(code: int | None) -> str:
+    """The symbolic name of a getaddrinfo() error code (socket.EAI_* as this OS defines them)."""
+    for name in _GAI_DESCRIPTIONS:
+        if code is not None and getattr(socket, name, None) == code:
+            return name
+    return f"EAI {code}"
+
+
+def describe_gaierror(exc: OSError) -> str:
+    """`name or service not known (EAI_NONAME)` for a socket.gaierror."""
+    name = gai_error_name(exc.errno)
+    return f"{_GAI_DESCRIPTIONS.get(name, 'name resolution failed')} ({name})"
+
+
 
 # --- probe --------------------------------------------------------------------------------------
 
