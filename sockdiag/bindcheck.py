@@ -187,7 +187,8 @@ def _plural(n: int, word: str) -> str:
 def _owned(row: Mapping[str, Any]) -> str:
     """'a LISTEN socket of PID 7 (nginx) on 0.0.0.0:80', or who could not be seen."""
     kind = "connection" if row.get("remote_address") else "socket"
-    text = f"a {state_name(row)} {kind}"
+    state = state_name(row)
+    text = f"{'an' if state[:1] in 'AEIOU' else 'a'} {state} {kind}"
     if row.get("pid"):
         return f"{text} of PID {row['pid']} ({row.get('process') or '?'}) on {_where(row)}"
     return (f"{text} on {_where(row)}, of a process not visible here (another user's: run as root to see it; "
@@ -232,7 +233,7 @@ def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str,
         return Diagnosis("error", f"a plain bind fails: {err}",
                          "see the errno; bindcheck knows no common cause for it")
     if live:
-        return _in_use(live, by_option, udp)
+        return _in_use(live, by_option, udp, system)
     if closing:
         return _time_wait(closing, by_option, expires_s, system)
     if holders is None:
@@ -264,7 +265,8 @@ def _permission(port: int, err: str, system: str | None, start: int | None) -> D
     return Diagnosis("permission", reason, advice)
 
 
-def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], udp: bool) -> Diagnosis:
+def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], udp: bool,
+            system: str | None) -> Diagnosis:
     order = sorted(live, key=lambda r: (r.get("state") != "LISTEN", not r.get("pid")))
     first = order[0]
     state = state_name(first)
@@ -278,6 +280,12 @@ def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping],
                          "to share the port, set SO_REUSEPORT on the new server too (the kernel allows it "
                          "only to the same user, and spreads new connections over the group); "
                          f"otherwise stop {who} or pick another port")
+    if by_option.get("SO_REUSEADDR", {}).get("ok") and platform.reuseaddr_passes_time_wait(system):
+        # Linux and BSD let a SO_REUSEADDR listener start beside connections (not listeners) whose
+        # sockets had SO_REUSEADDR too: the old server's workers may keep serving meanwhile.
+        return Diagnosis("in use", reason + "; a bind with SO_REUSEADDR succeeds now",
+                         "set SO_REUSEADDR on the server socket before bind(), as 'sockdiag listen' does, and "
+                         f"it can start beside that connection; or stop {who}")
     if state == "LISTEN":
         advice = f"stop {who} (an old instance of the server?), or pick another port"
     elif first.get("remote_address"):

@@ -170,6 +170,25 @@ def test_holder_on_another_address_is_not_in_the_way(addr):
     assert "verdict  FREE" in r.text and "1 other socket uses port" in r.text
 
 
+@pytest.mark.skipif(not LINUX, reason="the Linux rule for SO_REUSEADDR beside connections")
+def test_connection_left_by_a_stopped_listener(addr):
+    """The old server's listener is gone but one of its connections lives on (a worker still
+    serving): a plain bind fails, a SO_REUSEADDR one succeeds, and the verdict says so."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((addr, 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        client = socket.create_connection((addr, port), timeout=5)
+        conn, _ = server.accept()
+    with client, conn:
+        status, report, _ = check("-b", addr, str(port))
+    assert status == ExitStatus.FAILURE and report["verdict"] == "in use"
+    assert attempts_by_option(report)["SO_REUSEADDR"] == (True, None)
+    assert "can start beside that connection" in report["advice"]
+    assert [h["state"] for h in report["holders"]] == ["ESTABLISHED"]
+
+
 @pytest.mark.skipif(not platform.has_reuseport(), reason="no SO_REUSEPORT on this OS")
 def test_reuseport_group(addr):
     with socket.socket() as listener:

@@ -185,8 +185,17 @@ def test_in_use_prefers_the_listener_and_counts_the_rest():
 def test_in_use_by_connection_of_a_surviving_child():
     conn = row("ESTABLISHED", remote="127.0.0.1", remote_port=9, pid=7, process="worker")
     d = verdict(IN_USE, [conn])
-    assert "ESTABLISHED connection of PID 7 (worker) on 127.0.0.1:8080 -> 127.0.0.1:9" in d.reason
+    assert "an ESTABLISHED connection of PID 7 (worker) on 127.0.0.1:8080 -> 127.0.0.1:9" in d.reason
     assert "wait until its connection closes" in d.advice
+
+
+def test_in_use_by_connection_that_reuseaddr_passes():
+    conn = row("ESTABLISHED", remote="127.0.0.1", remote_port=9, pid=7, process="worker")
+    d = verdict(REUSEADDR_OK, [conn])
+    assert d.verdict == "in use" and "SO_REUSEADDR succeeds now" in d.reason
+    assert "can start beside that connection" in d.advice
+    windows = verdict([attempt("plain", False, "EADDRINUSE"), attempt("SO_EXCLUSIVEADDRUSE", True)], [conn], "win32")
+    assert "SO_REUSEADDR" not in windows.advice
 
 
 def test_in_use_by_invisible_pid():
