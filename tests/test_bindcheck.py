@@ -273,6 +273,18 @@ def test_time_wait_from_server_without_reuseaddr(addr):
     assert 0 < float(tw_line.split()[-1]) <= 60  # the EXPIRES_S column
 
 
+@pytest.mark.skipif(not LINUX, reason="/proc/net/tcp is Linux's")
+def test_proc_parser_reads_the_live_kernel_table(addr):
+    with socket.socket() as listener:
+        listener.bind((addr, 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        texts = platform.proc_net_tcp_texts()
+    entries = [e for text in texts for e in bindcheck.parse_proc_net_tcp(text, platform.host_byteorder())]
+    assert [(e.local_address, e.state) for e in entries if e.local_port == port] == [(addr, "LISTEN")]
+    assert platform.clock_ticks_per_second() > 0
+
+
 # --- permission, address, errors ----------------------------------------------------------------
 
 def _privileged_port(addr: str, start: int) -> int | None:
