@@ -568,7 +568,7 @@ def run(args, env) -> int:
     report = {"port": port, "address": target.address, "proto": "udp" if udp else "tcp",
               "verdict": diagnosis.verdict, "attempts": attempts,
               "holders": None if rows is None else [_public_row(row) for row in holders],
-              "time_wait": sum(1 for row in holders if row.get("state") == "TIME_WAIT"),
+              "time_wait": None if rows is None else sum(1 for row in holders if row.get("state") == "TIME_WAIT"),
               "time_wait_expires_s": expires_s, "advice": diagnosis.advice}
     if args.output == "json":
         env.print(render.json_line(report, JSON_KEYS))
