@@ -549,8 +549,9 @@ def _public_row(row: Mapping[str, Any]) -> dict:
 
 
 def run(args, env) -> int:
-    """`sockdiag bindcheck PORT [-b ADDR] [-u]`: exit 0 when a plain bind succeeds, 1 when not,
-    4 for a privileged port (permission verdict) or when not even a socket may be created."""
+    """`sockdiag bindcheck PORT [-b ADDR] [-u]`: exit 0 when a plain bind succeeds, 1 when not
+    (the `permission` verdict included: the check ran, its answer is "not bindable"), and 4 only
+    when the check itself is not permitted (not even a socket may be created)."""
     port, udp = args.port, bool(args.udp)
     target = resolve_target(args.bind, udp)
     attempts = run_attempts(target, port, udp, platform.bind_attempt_options())
@@ -581,6 +582,4 @@ def run(args, env) -> int:
         for line in text_report(report, diagnosis, target=target, context=linux_context(port, udp, sysctl),
                                 others=len(others), note=note, timers=timers):
             env.print(line)
-    if attempts[0]["ok"]:
-        return ExitStatus.OK
-    return ExitStatus.PERMISSION if diagnosis.verdict == "permission" else ExitStatus.FAILURE
+    return ExitStatus.OK if attempts[0]["ok"] else ExitStatus.FAILURE

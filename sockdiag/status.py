@@ -19,6 +19,6 @@ EXIT_STATUS_HELP = (
     ("1", "operational failure: connection refused or reset, no open port, port not bindable"),
     ("2", "usage error: unknown option, bad port or port range, bad value"),
     ("3", "timeout"),
-    ("4", "permission denied (privileged port, socket table not readable)"),
+    ("4", "permission denied (listening on a privileged port; a check or table not permitted at all)"),
     ("130", "interrupted (Ctrl-C)"),
 )
