@@ -151,7 +151,7 @@ def _listen_loop(sock: socket.socket, env, args, acl) -> int:
     sink, splitter = StdoutSink(env), _splitter(args)
     stdin = open_stdin(env) if not args.echo else None
     last_peer = None
-    last_active = env.clock()
+    last_active: float | None = None  # -i counts from the first datagram, as TCP's from accept
     stdin_registered = False
     try:
         with platform.relay_selector() as selector:
@@ -160,12 +160,10 @@ def _listen_loop(sock: socket.socket, env, args, acl) -> int:
                 if stdin is not None and last_peer is not None and not stdin_registered:
                     selector.register(stdin.fd, selectors.EVENT_READ, "stdin")  # nobody to send to before
                     stdin_registered = True
-                timeout = None
-                if args.idle_timeout:
-                    timeout = max(0.0, last_active + args.idle_timeout - env.clock())
-                events = selector.select(timeout)
+                idle = args.idle_timeout if last_active is not None else None
+                events = selector.select(max(0.0, last_active + idle - env.clock()) if idle else None)
                 if not events:
-                    if args.idle_timeout and env.clock() - last_active >= args.idle_timeout:
+                    if idle and env.clock() - last_active >= idle:
                         raise TimeoutFailure(f"udp: no datagram for {args.idle_timeout:g} s (-i)")
                     continue
                 for key, _mask in events:
