@@ -1,0 +1,118 @@
+"""PURE: probe targets ("host", "10.0.0.1,::1", "127.0.0.0/29") -> TargetSpec values. No sockets.
+
+Names stay names here (probe.py resolves them); address literals and CIDR blocks are checked
+with the ipaddress module, which does no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from sockdiag.errors import UsageError
+
+MAX_BLOCK = 1 << 16  # a /16 of IPv4 (or a /112 of IPv6): the largest block without --force
+MAX_FORCED_BLOCK = 1 << 24  # even with --force: a /8; beyond that a scan never ends
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TargetError(UsageError):
+    """A target list that cannot be parsed (exit 2)."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One item of the target list: exactly one of name, address, network is set."""
+
+    text: str
+    name: str | None = None
+    address: IPAddress | None = None
+    network: IPNetwork | None = None
+
+    def __len__(self) -> int:
+        return self.network.num_addresses if self.network is not None else 1
+
+
+def parse_targets(text: str, family: int | None = None, force: bool = False) -> list[TargetSpec]:
+    """Parse a comma list of names, IPv4/IPv6 literals and CIDR blocks.
+
+    `family` is 4, 6 or None (-4/-6): a literal of the other family is a usage error. Blocks
+    larger than MAX_BLOCK addresses need `force`. Duplicates are dropped, order kept.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise TargetError("empty target")
+    specs: list[TargetSpec] = []
+    seen: set[str] = set()
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise TargetError(f"empty item in target list {text!r}")
+        spec = _parse_one(item, family, force)
+        key = str(spec.network or spec.address or spec.name.lower())
+        if key not in seen:
+            seen.add(key)
+            specs.append(spec)
+    return specs
+
+
+def _parse_one(item: str, family: int | None, force: bool) -> TargetSpec:
+    if "/" in item:
+        return _parse_block(item, family, force)
+    bare = item[1:-1] if item.startswith("[") and item.endswith("]") else item
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        address = None
+    if address is not None:
+        _check_family(item, address.version, family)
+        return TargetSpec(item, address=address)
+    if ":" in bare or bare != item:
+        raise TargetError(f"bad address {item!r}: not an IPv6 address")
+    if _looks_numeric(item):
+        raise TargetError(f"bad address {item!r}: not an IPv4 address")
+    if len(item) > 253 or not set(item) <= _NAME_CHARS or any(not label for label in item.rstrip(".").split(".")):
+        raise TargetError(f"bad host name {item!r}")
+    return TargetSpec(item, name=item)
+
+
+def _looks_numeric(item: str) -> bool:
+    """'10.0.0.300' or '1.2.3' is a mistyped address, not a host name (as nmap and ping judge)."""
+    parts = item.split(".")
+    return len(parts) > 1 and all(part.isdigit() for part in parts)
+
+
+def _parse_block(item: str, family: int | None, force: bool) -> TargetSpec:
+    address_text, _, prefix = item.partition("/")
+    if not prefix.isdigit():
+        raise TargetError(f"bad network {item!r}: the prefix length must be a number")
+    try:
+        network = ipaddress.ip_network(item, strict=False)
+    except ValueError as exc:
+        raise TargetError(f"bad network {item!r}: {exc}") from None
+    _check_family(item, network.version, family)
+    size = network.num_addresses
+    if size > MAX_FORCED_BLOCK:
+        raise TargetError(f"network {item!r} has {size} addresses; at most {MAX_FORCED_BLOCK} even with --force")
+    if size > MAX_BLOCK and not force:
+        smallest = 32 - 16 if network.version == 4 else 128 - 16
+        raise TargetError(f"network {item!r} has {size} addresses; the limit is /{smallest} ({MAX_BLOCK}) "
+                          f"without --force")
+    return TargetSpec(item, network=network)
+
+
+def _check_family(item: str, version: int, family: int | None) -> None:
+    if family is not None and version != family:
+        raise TargetError(f"{item!r} is an IPv{version} target but -{family} was given")
+
+
+def block_address(spec: TargetSpec, index: int) -> IPAddress:
+    """The index-th address of a target (0 for a single address); O(1) for blocks."""
+    if spec.network is not None:
+        return spec.network[index]
+    if spec.address is not None and index == 0:
+        return spec.address
+    raise IndexError(index)
+
