@@ -211,8 +211,22 @@ def _add_probe(sub) -> None:
     _common(p, top=False)
 
 
-STATE_NAMES = ("established", "syn-sent", "syn-recv", "fin-wait1", "fin-wait2", "time-wait", "close",
-               "close-wait", "last-ack", "listen", "closing", "none", "bound")
+# The valid --state names: psutil's CONN_* constants. DELETE_TCB, IDLE and BOUND exist only on
+# Windows/BSD; NONE selects sockets without a state (UDP, unix).
+STATE_NAMES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+               "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NONE", "DELETE_TCB", "IDLE", "BOUND")
+# Spellings ss and netstat users type (ss: fin-wait-1, estab; Windows netstat: LISTENING, SYN_RECEIVED).
+_STATE_ALIASES = {"FIN_WAIT_1": "FIN_WAIT1", "FIN_WAIT_2": "FIN_WAIT2", "ESTAB": "ESTABLISHED",
+                  "LISTENING": "LISTEN", "CLOSED": "CLOSE", "SYN_RECEIVED": "SYN_RECV", "UNCONN": "NONE"}
+
+
+def _state_name(text: str) -> str:
+    """A socket state, any case, '-' or '_': time-wait, TIME_WAIT -> 'TIME_WAIT'."""
+    name = text.strip().upper().replace("-", "_").replace(" ", "_")
+    name = _STATE_ALIASES.get(name, name)
+    if name not in STATE_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown state {text!r} (valid: {', '.join(STATE_NAMES)})")
+    return name
 
 
 def _add_states(sub) -> None:
@@ -224,11 +238,13 @@ def _add_states(sub) -> None:
     p.add_argument("-x", "--unix", action="store_true", help="Unix domain sockets")
     _family(p)
     p.add_argument("-l", "--listening", action="store_true", help="listening (and bound UDP) sockets only")
-    p.add_argument("--state", action="append", metavar="NAME",
-                   help="only sockets in state NAME (repeatable; e.g. time-wait, established, listen)")
+    p.add_argument("--state", action="append", type=_state_name, metavar="NAME",
+                   help="only sockets in state NAME (repeatable; any case, time-wait = TIME_WAIT): "
+                        + ", ".join(STATE_NAMES))
     p.add_argument("--port", type=_port, metavar="N", help="local or remote port N")
     p.add_argument("--pid", type=_positive_int, metavar="PID", help="sockets of process PID")
-    p.add_argument("--process", metavar="NAME", help="sockets of processes named NAME")
+    p.add_argument("--process", metavar="NAME",
+                   help="sockets of processes named NAME (any case; * ? [ ] as in the shell)")
     p.add_argument("--sort", choices=("local", "remote", "state", "pid"), help="sort rows by this column")
     p.add_argument("--summary", action="store_true",
                    help="counts per protocol and state, and the ports with most TIME_WAIT/ESTABLISHED")
