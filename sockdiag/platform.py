@@ -419,6 +419,34 @@ PROBE_BACKOFF = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "EADDRNOTAVA
 
 # --- states -------------------------------------------------------------------------------------
 
+def socket_table_source(system: str | None = None) -> str:
+    """Where `states` reads the socket table: "procfs" or "psutil".
+
+    Linux: "procfs", i.e. sockdiag.procnet reading /proc/net/{tcp,tcp6,udp,udp6,unix} and the
+    /proc/<pid>/fd links itself. Those are the files psutil's Linux backend parses too, but its
+    generic path (and its 18 ms import) took about twice as long as `ss -tanp` at 20,000 sockets;
+    see benchmarks/states.py. Everywhere else (macOS, Windows, BSD) psutil is the only way.
+    """
+    system = system or SYSTEM
+    if system == LINUX and (system != SYSTEM or os.path.exists("/proc/net/tcp")):
+        return "procfs"
+    return "psutil"
+
+
+# Why psutil.net_connections() may raise AccessDenied, and what to do about it, per OS: macOS
+# lists other processes' sockets only to root (psutil walks every process with proc_pidinfo).
+SOCKET_TABLE_DENIED_HINTS = {
+    DARWIN: "macOS shows other users' sockets only to root; run with sudo to see them all",
+    WINDOWS: "Windows hides some processes' sockets from non-administrators; run as Administrator",
+    LINUX: "run as root to see every socket's process",
+}
+
+
+def socket_table_denied_hint(system: str | None = None) -> str:
+    """One line on why the whole socket table was refused on `system`, and the remedy."""
+    return SOCKET_TABLE_DENIED_HINTS.get(system or SYSTEM, "run as root to see all sockets")
+
+
 
 # --- bindcheck ----------------------------------------------------------------------------------
 
