@@ -50,18 +50,19 @@ def decode_ipv6(hexaddr: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def socket_owners(proc: str = PROC) -> tuple[dict[str, int], int]:
-    """Map socket inode (as the text /proc/net prints) -> PID, from every /proc/<pid>/fd link.
+def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[str, int], int]:
+    """Map socket inode (as the text /proc/net prints) -> PID, from the /proc/<pid>/fd links of
+    every process, or only of `pids` (a --pid/--process query need not walk them all).
 
     Returns the map and how many processes' fd directories could not be read (not root). A
     socket shared by several processes goes to the last one listed, as psutil does. The links
     are read with readlinkat() relative to the open fd directory: one path lookup per process,
-    not one per descriptor (measured ~25% faster at 20,000 sockets).
+    not one per descriptor (about 10% faster at 20,000 sockets).
     """
     owners: dict[str, int] = {}
     denied = 0
     readlink = os.readlink
-    for name in os.listdir(proc):
+    for name in os.listdir(proc) if pids is None else map(str, pids):
         if not name.isdigit():
             continue
         try:
@@ -201,14 +202,24 @@ def unix_rows(owners: dict[str, int] | None, names, proc: str = PROC) -> list[tu
     return rows
 
 
-def read_rows(protos, with_pids: bool = True, proc: str = PROC) -> tuple[list[tuple], int]:
+def pids_named(match, names: ProcessNames, proc: str = PROC, pids=None) -> list[int]:
+    """The PIDs (of all, or of `pids`) whose process name satisfies `match` (a --process query)."""
+    if pids is None:
+        pids = [int(name) for name in os.listdir(proc) if name.isdigit()]
+    return [pid for pid in pids if (name := names(pid)) is not None and match(name)]
+
+
+def read_rows(protos, with_pids: bool = True, proc: str = PROC, pids=None, process=None) -> tuple[list[tuple], int]:
     """Rows for the protocols in `protos` (tcp, tcp6, udp, udp6, unix), in that order.
 
     Without `with_pids` the /proc/<pid>/fd walk (most of the time at 20,000 sockets) is skipped
-    and pid/process are None. Returns (rows, processes whose fds could not be read).
+    and pid/process are None. `pids`, or `process` (a name predicate), limit the walk to those
+    processes; other sockets then have no pid. Returns (rows, processes whose fds could not be read).
     """
-    owners, denied = socket_owners(proc) if with_pids else (None, 0)
     names = ProcessNames(proc) if with_pids else (lambda pid: None)
+    if with_pids and process is not None:
+        pids = pids_named(process, names, proc, pids)
+    owners, denied = socket_owners(proc, pids) if with_pids else (None, 0)
     rows: list[tuple] = []
     for table, _, _, _ in INET_TABLES:
         if table in protos:

@@ -127,23 +127,27 @@ class Snapshot:
         self.rows, self.warnings, self.uninspected = rows, warnings or [], uninspected
 
 
-def collect(protos, with_pids: bool = True, source: str | None = None) -> Snapshot:
+def collect(protos, with_pids: bool = True, source: str | None = None, *, pid: int | None = None,
+            process: str | None = None) -> Snapshot:
     """The sockets of the protocols in `protos`. Without `with_pids`, pid and process may be
-    None (the Linux path then skips the /proc/<pid>/fd walk, most of its time)."""
+    None (the Linux path then skips the /proc/<pid>/fd walk, most of its time). `pid` and
+    `process` say that only the sockets of that PID / of processes of that name need owners
+    (the Linux path then walks only their descriptors); the caller still filters."""
     from sockdiag import platform
 
     source = source or platform.socket_table_source()
     if source == "procfs":
-        return _collect_procfs(protos, with_pids)
+        return _collect_procfs(protos, with_pids, pid, process)
     return _collect_psutil(protos, with_pids)
 
 
-def _collect_procfs(protos, with_pids: bool) -> Snapshot:
+def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: str | None = None) -> Snapshot:
     from sockdiag import procnet
     from sockdiag.errors import from_oserror
 
+    match = sockview.process_matcher(process) if process is not None else None
     try:
-        rows, uninspected = procnet.read_rows(protos, with_pids)
+        rows, uninspected = procnet.read_rows(protos, with_pids, pids=None if pid is None else [pid], process=match)
     except OSError as exc:
         raise from_oserror(f"read {exc.filename or procnet.PROC + '/net'}", exc) from None
     return Snapshot(rows, uninspected=uninspected)
@@ -192,7 +196,7 @@ def _per_process_rows(ps, kind: str, names) -> tuple[list[tuple], str]:
 
 # --- the command --------------------------------------------------------------------------------
 
-_UNOWNED = ("TIME_WAIT", "SYN_RECV")  # kernel-owned states: no process has them, as root either
+_UNOWNED = ("TIME_WAIT", "SYN_RECV")  # owned by the kernel, not a process: no PID even for root
 
 
 class _Query:
@@ -210,7 +214,7 @@ class _Query:
 
     def snapshot(self, collect_rows=collect) -> tuple[list[tuple], list[str], frozenset]:
         """(selected rows, warnings, listening ports before filtering)."""
-        snap = collect_rows(self.protos, self.with_pids)
+        snap = collect_rows(self.protos, self.with_pids, pid=self.filters["pid"], process=self.filters["process"])
         rows, warnings = snap.rows, list(snap.warnings)
         listening = frozenset(r[LPORT] for r in rows if r[STATE] == "LISTEN") if self.summary else frozenset()
         rows = sockview.select(rows, **self.filters)
@@ -287,7 +291,7 @@ def watch(query: _Query, env, interval: float, *, collect_rows=collect, sleep=No
     warned: set[str] = set()
     count = 0
     try:
-        while frames is None or count < frames:
+        while True:
             rows, warnings, listening = query.snapshot(collect_rows)
             for warning in warnings:
                 if warning not in warned:

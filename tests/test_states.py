@@ -295,7 +295,7 @@ class FakeClock:
 def fake_collect(frames):
     frames = iter(frames)
 
-    def collect_rows(protos, with_pids):
+    def collect_rows(protos, with_pids, **owners_of):
         return states.Snapshot(list(next(frames)), ["something is hidden"])
     return collect_rows
 
@@ -440,7 +440,7 @@ def test_fallback_with_old_psutil_connections_method(psutil_source, monkeypatch)
 
 
 def test_unreadable_table_is_exit_4(monkeypatch):
-    def refuse(protos, with_pids=True, proc="/proc"):
+    def refuse(protos, with_pids=True, **kwargs):
         raise PermissionError(13, "Permission denied", "/proc/net/tcp")
 
     monkeypatch.setattr(platform, "socket_table_source", lambda system=None: "procfs")
@@ -452,7 +452,7 @@ def test_unreadable_table_is_exit_4(monkeypatch):
 def test_unattributed_sockets_warn_like_netstat(monkeypatch):
     rows = [A, C, A[:7] + (None, None)]
     monkeypatch.setattr(platform, "socket_table_source", lambda system=None: "procfs")
-    monkeypatch.setattr(procnet, "read_rows", lambda protos, with_pids=True, proc="/proc": (list(rows), 7))
+    monkeypatch.setattr(procnet, "read_rows", lambda protos, with_pids=True, **kw: (list(rows), 7))
     r = run_main(["states", "-t"])
     assert r.status == 0 and "warning: 7 processes could not be inspected" in r.err and "PID '-'" in r.err
     assert run_main(["states", "-t", "--state", "time-wait"]).err == ""  # TIME_WAIT never has a PID

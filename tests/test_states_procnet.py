@@ -116,6 +116,18 @@ def test_read_rows_selects_protocols_and_skips_owners(fake_proc):
     assert len(rows) == 6 and all(r[7] is None and r[8] is None for r in rows)
 
 
+def test_owner_walk_limited_to_pids_or_names(fake_proc):
+    proc = str(fake_proc)
+    rows, _ = procnet.read_rows({"tcp", "unix"}, True, proc, pids=[200])
+    assert {r[7] for r in rows} == {None, 200}
+    rows, _ = procnet.read_rows({"tcp", "unix"}, True, proc, process=lambda name: name.startswith("a-very"))
+    assert {r[7] for r in rows} == {None, 200} and {r[8] for r in rows} == {None, "a-very-long-name-daemon"}
+    rows, _ = procnet.read_rows({"unix"}, True, proc, pids=[100, 300], process=lambda name: name == "srv")
+    assert {r[7] for r in rows} == {None, 100}
+    assert procnet.pids_named(lambda name: True, procnet.ProcessNames(proc), proc) == sorted(
+        [100, 200, 300], key=lambda p: os.listdir(proc).index(str(p)))
+
+
 def test_unreadable_fd_directories_are_counted(fake_proc, monkeypatch):
     real_open = os.open
 
