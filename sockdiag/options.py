@@ -232,7 +232,8 @@ def _state_name(text: str) -> str:
 def _add_states(sub) -> None:
     p = sub.add_parser("states", help="list sockets with state and process (like netstat -an / ss)",
                        description="List the machine's sockets with their states and owning processes, "
-                                   "like 'netstat -anp' or 'ss -anp'. Filters combine.")
+                                   "like 'netstat -anp' or 'ss -anp'. Without -t, -u or -x, TCP, UDP and "
+                                   "unix sockets are all listed. Filters combine.")
     p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
     p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
     p.add_argument("-x", "--unix", action="store_true", help="Unix domain sockets")
