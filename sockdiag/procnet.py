@@ -106,7 +106,7 @@ class ProcessNames:
 
     def _lookup(self, pid: int) -> str | None:
         try:
-            with open(f"{self._proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            with open(f"{self._proc}/{pid}/comm", encoding="utf-8", errors="surrogateescape") as f:
                 name = f.read().removesuffix("\n")
         except OSError:
             return None
@@ -118,7 +118,7 @@ class ProcessNames:
 
     def _argv0(self, pid: int) -> str | None:
         try:
-            with open(f"{self._proc}/{pid}/cmdline", encoding="utf-8", errors="replace") as f:
+            with open(f"{self._proc}/{pid}/cmdline", encoding="utf-8", errors="surrogateescape") as f:
                 data = f.read()
         except OSError:
             return None
@@ -131,7 +131,9 @@ class ProcessNames:
 
 
 def _read(path: str) -> list[str]:
-    with open(path, encoding="ascii", errors="replace") as f:
+    # Names and unix paths are bytes to the kernel: decoded as psutil does (UTF-8, and
+    # surrogateescape for anything else, so the text output gives back the original bytes).
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         return f.read().splitlines()[1:]
 
 

@@ -109,6 +109,14 @@ def test_unix_rows(fake_proc):
     ]
 
 
+def test_unix_paths_keep_their_bytes(tmp_path):
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "unix").write_bytes(UNIX_HEADER.encode() + b"0: 00000002 00000000 00010000 0001 01  7 "
+                                                                   b"/run/caf\xc3\xa9-\xff.sock\n")
+    [path] = [r[2] for r in procnet.unix_rows({}, procnet.ProcessNames(str(tmp_path)), str(tmp_path))]
+    assert path.encode("utf-8", "surrogateescape") == b"/run/caf\xc3\xa9-\xff.sock"
+
+
 def test_read_rows_selects_protocols_and_skips_owners(fake_proc):
     rows, uninspected = procnet.read_rows({"udp", "unix"}, True, str(fake_proc))
     assert [r[0] for r in rows] == ["udp"] + ["unix"] * 4 and uninspected == 0
