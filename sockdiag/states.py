@@ -178,10 +178,10 @@ def _per_process_rows(ps, kind: str, names) -> tuple[list[tuple], str]:
         connections = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
         try:
             conns = connections(kind=kind)
-        except (ps.AccessDenied, ps.ZombieProcess):
+        except ps.AccessDenied:
             denied += 1
             continue
-        except ps.NoSuchProcess:
+        except ps.NoSuchProcess:  # gone meanwhile, or a zombie (no sockets left)
             continue
         inspected += 1
         rows += [_conn_row(conn, proc.pid, names) for conn in conns]
