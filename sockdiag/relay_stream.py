@@ -5,7 +5,7 @@ input (stdin readable) or for output room (socket writable), never both, so the 
 spins. On Linux the bytes move with sendfile(2) (stdin a regular file) or splice(2) (stdin a
 pipe; socket -> stdout directly into a pipe, or through a private pipe into a file or
 /dev/null) and never enter user space; elsewhere, and for --frame, a recv_into/os.write loop
-on reused 256 KiB buffers. Any zero-copy call the kernel refuses (EINVAL: an O_APPEND file, a
+on reused 64 KiB buffers. Any zero-copy call the kernel refuses (EINVAL: an O_APPEND file, a
 tty) drops that direction to the copy loop; nothing has moved when that happens.
 """
 
@@ -22,6 +22,7 @@ from sockdiag.relay_io import CHUNK, StdinSource, StdoutSink, open_stdin, wait_w
 ZERO_COPY_CHUNK = platform.RELAY_PIPE_SIZE  # one splice/sendfile call moves at most this much
 _UNSUPPORTED = frozenset({"EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EXDEV"})
 _WAIT_INPUT, _WAIT_OUTPUT = "input", "output"
+_BURST = 16  # copy-loop transfers per poll wake-up while data keeps coming in whole buffers
 
 
 class StreamOptions:
@@ -155,7 +156,11 @@ class _Relay:
         if self.up_mode in ("sendfile", "splice"):
             self._up_zero_copy()
         else:
-            self._up_copy()
+            # A regular file is always readable: keep going while the socket takes whole chunks.
+            for _ in range(_BURST if self.stdin.kind == "file" else 1):
+                self._up_copy()
+                if self.up_wait != _WAIT_INPUT or not self.up_open:
+                    break
 
     def _up_zero_copy(self) -> None:
         try:
@@ -227,29 +232,33 @@ class _Relay:
         elif self.down_mode == "splice-pipe":
             self._down_splice_pipe()
         else:
-            self._down_copy()
+            # A full buffer means more is probably waiting: read again before the next poll.
+            for _ in range(_BURST):
+                if self._down_copy() < len(self.down_buffer) or not self.down_open:
+                    break
 
-    def _down_copy(self) -> None:
+    def _down_copy(self) -> int:
         try:
             count = self.sock.recv_into(self.down_buffer)
         except BlockingIOError:
-            return
+            return 0
         except OSError as exc:
             raise self._lost("receive from", exc) from None
         if count == 0:
             self._peer_eof()
-            return
+            return 0
         self.stats.bytes_in += count
         self.last_active = self.env.clock()
         if self.decoder is None:
             self.sink.write(self.down_buffer[:count])
-            return
+            return count
         try:
             frames = self.decoder.frames(self.down_buffer[:count].tobytes())
         except framing.FrameError as exc:
             raise framing.FrameError(f"receive from {self.peer}: {exc.message}") from None
         for frame in frames:
             self.sink.write(frame + b"\n")
+        return count
 
     def _down_splice_direct(self) -> None:
         try:
