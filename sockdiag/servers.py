@@ -140,6 +140,15 @@ class ServerConfig:
         self.max_clients, self.idle, self.max_frame = max_clients, idle, max_frame
 
 
+class _ClientLost(Exception):
+    """A client's socket failed (reset, gone): that client ends, the server goes on. Errors of
+    stdout are not wrapped, so a closed stdout still ends the server (quietly, via cli.main)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Client:
     __slots__ = ("sock", "fd", "peer", "addr", "pending", "bytes_in", "bytes_out", "last_active", "eof",
                  "decoder", "proc", "mask")
@@ -290,8 +299,8 @@ class _Server:
                 self._send_pending(client)
             if mask & selectors.EVENT_READ and client.fd in self.clients and not client.eof:
                 self._receive(client)
-        except OSError as exc:
-            self._drop(client, exc)
+        except _ClientLost as lost:
+            self._drop(client, lost.error)
         except framing.FrameError as exc:
             self.env.warn(f"{client.peer}: {exc.message}; connection closed")
             self._close_client(client)
@@ -301,6 +310,8 @@ class _Server:
             count = client.sock.recv_into(self.buffer)
         except BlockingIOError:
             return
+        except OSError as exc:
+            raise _ClientLost(exc) from None
         client.last_active = self.env.clock()
         if count == 0:
             client.eof = True
@@ -318,6 +329,8 @@ class _Server:
                 sent = client.sock.send(data)
             except BlockingIOError:
                 sent = 0
+            except OSError as exc:
+                raise _ClientLost(exc) from None
             client.bytes_out += sent
             if sent < count:
                 client.pending += data[sent:]
@@ -334,6 +347,8 @@ class _Server:
                 sent = client.sock.send(client.pending)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                raise _ClientLost(exc) from None
             del client.pending[:sent]
             client.bytes_out += sent
             client.last_active = self.env.clock()

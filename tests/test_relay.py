@@ -430,3 +430,54 @@ def test_listen_reports_its_port_for_scripts():
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
             pass
         assert server.wait() == 0, server.stderr
+
+
+# --- the relay's platform facts, emulating the other systems ---------------------------------------
+
+@pytest.mark.parametrize("system, zero_copy, selectable, socket_stdio", [
+    pytest.param(platform.LINUX, True, True, True, id="linux"),
+    pytest.param(platform.DARWIN, False, True, True, id="macos"),
+    pytest.param(platform.WINDOWS, False, False, False, id="windows"),
+])
+def test_platform_relay_capabilities(system, zero_copy, selectable, socket_stdio):
+    if system == platform.SYSTEM == platform.LINUX and os.environ.get("SOCKDIAG_NO_ZEROCOPY"):
+        zero_copy = False
+    assert platform.zero_copy_supported(system) is zero_copy
+    assert platform.stdio_selectable(system) is selectable
+    assert platform.socket_as_stdio(system) is socket_stdio
+
+
+def test_platform_zero_copy_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("SOCKDIAG_NO_ZEROCOPY", "1")
+    assert platform.zero_copy_supported() is False
+
+
+@pytest.mark.parametrize("system, command, expected", [
+    pytest.param(platform.LINUX, "tr 'a-z' A-Z", ["tr", "a-z", "A-Z"], id="posix-quoting"),
+    pytest.param(platform.LINUX, "echo $HOME;id", ["echo", "$HOME;id"], id="posix-no-expansion"),
+    pytest.param(platform.WINDOWS, 'findstr "a b"', 'findstr "a b"', id="windows-command-line"),
+])
+def test_platform_split_command(system, command, expected):
+    assert platform.split_command(command, system) == expected
+
+
+def test_platform_shell_argv():
+    assert platform.shell_argv("a | b", platform.LINUX) == ["/bin/sh", "-c", "a | b"]
+    assert platform.shell_argv("a | b", platform.WINDOWS)[1:] == ["/c", "a | b"]
+
+
+def test_platform_gai_names():
+    assert platform.gai_error_name(socket.EAI_NONAME) == "EAI_NONAME"
+    assert platform.gai_error_name(12345) == "EAI 12345"
+    assert platform.describe_gaierror(socket.gaierror(socket.EAI_AGAIN, "x")) == \
+        "temporary failure in name resolution (EAI_AGAIN)"
+
+
+@pytest.mark.skipif(not platform.stdio_selectable(), reason="Windows select() takes sockets only")
+def test_relay_selector_accepts_a_regular_file(tmp_path):
+    """epoll refuses regular files (EPERM); stdin is often one, so the relay must use poll."""
+    path = tmp_path / "stdin"
+    path.write_bytes(b"x")
+    with open(path, "rb") as f, platform.relay_selector() as selector:
+        selector.register(f.fileno(), 1)
+        assert selector.select(0)

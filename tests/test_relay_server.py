@@ -217,3 +217,17 @@ def test_exec_bridge_where_sockets_cannot_be_stdio(monkeypatch):
     port = run.port()
     assert _echo_client(port, b"bridged\n") == b"BRIDGED\n"
     assert run.result() == 0, run.err
+
+
+def test_keep_open_with_closed_stdout_ends_quietly():
+    """A closed stdout is the reader's choice (`listen -k | head -c 10`), not a client's failure."""
+    with Proc(["listen", "-k", "-b", "127.0.0.1", "-v", "0"]) as server:
+        port = server.port()
+        server.popen.stdout.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            try:
+                sock.sendall(b"x" * 100_000)
+            except OSError:
+                pass  # the server may already be gone
+        assert server.wait() == 0
+    assert "Traceback" not in server.stderr
