@@ -203,9 +203,13 @@ def _add_probe(sub) -> None:
     p.add_argument("--retries", type=_count, default=1, metavar="N",
                    help="extra attempts for ports that did not answer (default 1)")
     p.add_argument("--rate", type=_positive_int, metavar="N", help="at most N attempts per second")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="scanner threads, each with its own share of the sockets (default: one per CPU, "
+                        "at most 4, for TCP scans of 4096 attempts or more; 1 with --rate or -u)")
     p.add_argument("-u", "--udp", action="store_true", help="UDP probe: reply=open, ICMP unreachable=closed")
     p.add_argument("-a", "--all", action="store_true", help="also print closed, filtered and unreachable ports")
-    p.add_argument("--banner", action="store_true", help="read and show what each open service sends first")
+    p.add_argument("--banner", action="store_true",
+                   help="read and show what each open service sends first (up to 512 bytes, within --timeout)")
     p.add_argument("--force", action="store_true", help="allow target blocks larger than /16")
     _output(p)
     _common(p, top=False)
@@ -284,5 +288,3 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_listen, _add_connect, _add_probe, _add_states, _add_bindcheck):
         add(sub)
     return parser
-
-
