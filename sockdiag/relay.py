@@ -9,8 +9,8 @@ from sockdiag import platform
 from sockdiag.errors import SockdiagError, UsageError, from_oserror
 from sockdiag.portspec import format_hostport
 from sockdiag.relay_stream import StreamOptions, relay
-from sockdiag.servers import (AccessList, ServerConfig, accept_one, check_exec_safety, exec_command,
-                              format_peer, serve)
+from sockdiag.relay_access import AccessList, check_exec_safety, exec_command, format_peer
+from sockdiag.servers import ServerConfig, accept_one, serve
 from sockdiag.status import ExitStatus
 
 _FAMILIES = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}

@@ -17,7 +17,7 @@ from sockdiag.errors import SockdiagError, TimeoutFailure, from_oserror
 from sockdiag.portspec import format_hostport
 from sockdiag.relay import bind_source, listen_candidates, open_listener, resolve, source_addresses
 from sockdiag.relay_io import StdoutSink, open_stdin
-from sockdiag.servers import format_peer, peer_parts
+from sockdiag.relay_access import format_peer, peer_parts
 from sockdiag.status import ExitStatus
 
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header bytes)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from sockdiag import servers
+from sockdiag import relay_access, servers
 from sockdiag.status import ExitStatus
 from tests.conftest import wait_until
 from tests.test_relay_support import TIMEOUT, Proc, ThreadedMain, recv_all
@@ -118,6 +118,7 @@ def test_max_clients_closes_the_excess_with_a_message():
             with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as second:
                 assert recv_all(second) == b""  # closed at once
             wait_until(lambda: "too many clients" in server.stderr)
+        wait_until(lambda: "closed 127.0.0.1:" in server.stderr)
         assert _echo_client(port, b"b") == b"b"  # a place is free again
         server.interrupt()
     assert "sockdiag: warning: too many clients (--max-clients 1): closed connection from 127.0.0.1:" in server.stderr
@@ -135,7 +136,7 @@ def test_max_clients_closes_the_excess_with_a_message():
     pytest.param((["::1"], []), "127.0.0.1", False, id="v6-rule-v4-client"),
 ])
 def test_access_list(rules, host, allowed):
-    assert servers.AccessList.parse(*rules).permits(host) is allowed
+    assert relay_access.AccessList.parse(*rules).permits(host) is allowed
 
 
 def test_bad_cidr_is_a_usage_error(cli):
