@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -489,10 +490,16 @@ def test_linux_without_root_shows_no_pid_for_others(held):
 
 # --- closed stdout --------------------------------------------------------------------------------
 
-def test_head_1_ends_quietly(tmp_path):
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("head") is None, reason="needs bash and head")
+def test_head_1_ends_quietly():
     """`sockdiag states | head -1` with more output than a pipe holds: exit 0, nothing on stderr."""
-    pairs = [socket.socketpair() for _ in range(1000)]  # ~2,000 unix rows, > 64 KiB of text
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 4096 and (hard == resource.RLIM_INFINITY or hard >= 4096):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    pairs = []
     try:
+        pairs += [socket.socketpair() for _ in range(1000)]  # ~2,000 unix rows, > 64 KiB of text
         script = f'"{sys.executable}" -m sockdiag states -x | head -1; echo "status=${{PIPESTATUS[0]}}" >&2'
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=env)
@@ -500,6 +507,7 @@ def test_head_1_ends_quietly(tmp_path):
         for a, b in pairs:
             a.close()
             b.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert r.stdout.split() == ["Proto", "Local", "Address", "Remote", "Address", "State", "PID", "Process"]
     assert r.stderr == "status=0\n"
 
