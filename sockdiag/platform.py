@@ -399,6 +399,14 @@ def raise_open_file_limit(wanted: int) -> tuple[int, int]:
     return soft, hard
 
 
+def probe_forks(system: str | None = None) -> bool:
+    """Whether the scanner may run its shards in forked processes (else threads). Linux: yes;
+    connect() work then runs on every CPU without GIL hand-offs (about 20% faster than threads
+    on a full loopback scan, see benchmarks/README.md). macOS: fork without exec is unsafe once
+    system frameworks are loaded; Windows has no fork."""
+    return (system or SYSTEM) == LINUX and hasattr(os, "fork")
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on: the affinity mask on Linux (containers and taskset shrink
     it), os.cpu_count() elsewhere."""
