@@ -11,8 +11,8 @@ import socket
 from sockdiag import platform
 from sockdiag.errors import SockdiagError, UsageError
 from sockdiag.portspec import parse_ports
-from sockdiag.render import csv_lines, json_line
-from sockdiag.scanner import ERROR, FILTERED, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs, ScanConfig, Scanner
+from sockdiag.scanner import ERROR, FILTERED, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs, ScanConfig
+from sockdiag.scanpool import Scanner
 from sockdiag.status import ExitStatus
 from sockdiag.targets import TargetSpec, parse_targets
 
@@ -157,6 +157,10 @@ class Output:
         self.state_width = max(len(state) for state in shown)
         # banners and errno names line up after the service names (most are under 12 characters)
         self.detail_column = self.host_width + 2 + 5 + 2 + 3 + 2 + self.state_width + 2 + 12
+        if self.fmt != "text":  # lazily: json, csv and typing cost start-up time text output does not need
+            from sockdiag.render import csv_lines, json_line
+
+            self._csv_lines, self._json_line = csv_lines, json_line
         if self.fmt == "csv":
             env.print(csv_lines([], self.keys)[0])
 
@@ -181,9 +185,9 @@ class Output:
 
     def _line(self, row: dict) -> str:
         if self.fmt == "json":
-            return json_line(row, self.keys) + "\n"
+            return self._json_line(row, self.keys) + "\n"
         if self.fmt == "csv":
-            return csv_lines([row], self.keys, header=False)[0] + "\n"
+            return self._csv_lines([row], self.keys, header=False)[0] + "\n"
         detail = row.get("banner") or (row["errno"] if row["state"] in (ERROR, UNREACHABLE) else None)
         text = (f"{row['host']:<{self.host_width}}  {row['port']:<5}  {self.proto}  "
                 f"{row['state']:<{self.state_width}}  {row['service'] or '-'}")
@@ -230,10 +234,11 @@ def _scan(jobs: Jobs, config: ScanConfig, shards: int, out: Output, env) -> int:
         rest = scanner.stop()
         env.progress_done()
     out.rows(rest)  # empty after a complete scan; what was found so far after Ctrl-C or an error
-    scanner.check()
-    _summary(scanner, jobs, clock() - started, out.proto, env)
     if interrupted:
+        _summary(scanner, jobs, clock() - started, out.proto, env)
         env.error("interrupted")
         return ExitStatus.INTERRUPTED
+    scanner.check()
+    _summary(scanner, jobs, clock() - started, out.proto, env)
     return ExitStatus.OK if scanner.counts()[OPEN] else ExitStatus.FAILURE
 

@@ -1,9 +1,9 @@
 """The scan engine: non-blocking connects, thousands in flight, exactly one socket per attempt.
 
-Jobs are (host, port) pairs numbered 0..total-1 (host-major). A Scanner splits them over a few
-shards, each a thread with its own poller (epoll on Linux) and sockets; the kernel work of a
-connect (SYN, RST, socket set-up and tear-down) releases the GIL, so shards use several CPUs.
-Results come back in job order through a watermark: every job below it is finished.
+Jobs are (host, port) pairs numbered 0..total-1 (host-major). A Shard takes every step-th job
+and runs them with its own poller (epoll on Linux) and sockets; sockdiag.scanpool runs a few
+shards side by side and merges their results in job order through each shard's watermark
+(every job of the shard below it is finished).
 
 Exactness rules (see _connected): a port is open only when the handshake completed with a
 peer that is not our own socket (Linux loopback "self-connect"), checked through SO_ERROR
@@ -13,7 +13,6 @@ after the socket became writable; silence until the deadline is `filtered`.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import heapq
 import select
 import socket
@@ -35,36 +34,38 @@ STATES = (OPEN, OPEN_FILTERED, CLOSED, FILTERED, UNREACHABLE, ERROR)
 
 _BATCH = 512  # launches between two polls: results flow, and a stop request is seen quickly
 _MAX_WAIT = 0.1  # longest poll while idle, so a stop request (Ctrl-C) is seen quickly
+_REPORT_EVERY = 0.05  # how often a shard in a process of its own reports (see scanpool)
 
 
-@dataclasses.dataclass
 class ScanConfig:
-    """How to scan: per-shard concurrency, per-attempt timeout, retries for silent ports."""
+    """How to scan: per-shard concurrency, per-attempt timeout, retries for silent ports.
 
-    udp: bool = False
-    timeout: float = 1.0
-    retries: int = 1
-    concurrency: int = 1024
-    rate: float | None = None
-    banner: bool = False
-    banner_wait: float = 1.0
-    banner_bytes: int = 512
-    udp_payload: bytes = b""
-    report: frozenset[str] = frozenset({OPEN})  # results of these states are handed back
+    Plain classes here, not dataclasses: dataclasses imports inspect, ~10 ms of start-up in a
+    command whose whole loopback scan of 1024 ports takes about as long.
+    """
+
+    def __init__(self, *, udp: bool = False, timeout: float = 1.0, retries: int = 1, concurrency: int = 1024,
+                 rate: float | None = None, banner: bool = False, banner_wait: float = 1.0,
+                 banner_bytes: int = 512, udp_payload: bytes = b"", report: frozenset = frozenset({OPEN})):
+        self.udp, self.timeout, self.retries, self.concurrency = udp, timeout, retries, concurrency
+        self.rate, self.banner, self.banner_wait, self.banner_bytes = rate, banner, banner_wait, banner_bytes
+        self.udp_payload = udp_payload
+        self.report = report  # results of these states are handed back; the others only counted
+
+    def replace(self, **changes) -> "ScanConfig":
+        return ScanConfig(**{**self.__dict__, **changes})
 
 
-@dataclasses.dataclass
 class Host:
     """A resolved target: `count` addresses (a network is indexed lazily, never listed)."""
 
-    family: int
-    addresses: Sequence  # an ipaddress network, or a one-element list of address text
-    scope_id: int = 0  # IPv6 zone (interface index) for link-local addresses
-    count: int = 0
-    label: str | None = None  # how a single address is printed: with its %zone
-
-    def __post_init__(self):
-        self.count = self.count or len(self.addresses)
+    def __init__(self, family: int, addresses: Sequence, scope_id: int = 0, count: int = 0,
+                 label: str | None = None):
+        self.family = family
+        self.addresses = addresses  # an ipaddress network, or a one-element list of address text
+        self.scope_id = scope_id  # IPv6 zone (interface index) for link-local addresses
+        self.count = count or len(addresses)
+        self.label = label  # how a single address is printed: with its %zone
 
     def address(self, i: int) -> str:
         return str(self.addresses[i])
@@ -77,21 +78,18 @@ class Host:
         return max(len(self.address(0)), len(self.address(self.count - 1)))
 
 
-@dataclasses.dataclass
 class Jobs:
     """hosts x ports, numbered host-major: job i is host i // len(ports), port i % len(ports)."""
 
-    hosts: Sequence[Host]
-    ports: Sequence[int]
-    _starts: list[int] = dataclasses.field(default_factory=list, init=False)
-
-    def __post_init__(self):
+    def __init__(self, hosts: Sequence[Host], ports: Sequence[int]):
+        self.hosts, self.ports = hosts, ports
+        self._starts: list[int] = []
         total = 0
-        for host in self.hosts:
+        for host in hosts:
             self._starts.append(total)
             total += host.count
         self.host_count = total
-        self.total = total * len(self.ports)
+        self.total = total * len(ports)
 
     def target(self, host_index: int) -> tuple[int, str, int, str]:
         """(family, ip text, scope id, printed label) of the host_index-th address of all hosts."""
@@ -204,6 +202,8 @@ class Shard:
         self.stop = False
         self.finished = False
         self.error: BaseException | None = None
+        self.on_progress: Callable[[], None] | None = None  # called every _REPORT_EVERY s by the loop
+        self._next_report = 0.0
         self._inflight: dict[int, _Attempt] = {}
         self._deadlines: deque = deque()  # (deadline, fd, attempt): one timeout, so FIFO is sorted
         self._banner_deadlines: deque = deque()
@@ -253,8 +253,12 @@ class Shard:
                 attempt = self._inflight.pop(fd, None)
                 if attempt is not None:
                     self._ready(fd, attempt)
-            self._expire(clock())
+            now = clock()
+            self._expire(now)
             self._publish()
+            if self.on_progress is not None and now >= self._next_report:
+                self._next_report = now + _REPORT_EVERY
+                self.on_progress()
         if not self.stop:
             self.watermark = total
 
@@ -567,77 +571,3 @@ class Shard:
                 self._drop(fd, attempt.sock, reset=attempt.rtt is not None)
             except OSError:
                 pass
-
-
-class Scanner:
-    """Runs the shards in threads and hands back results in job order (see results())."""
-
-    def __init__(self, jobs: Jobs, config: ScanConfig, shards: int = 1, clock: Callable[[], float] = time.monotonic,
-                 socket_factory: Callable | None = None):
-        shards = max(1, min(shards, jobs.total or 1))
-        self.jobs = jobs
-        self.wake = threading.Event()
-        per_shard = max(1, config.concurrency // shards)
-        shard_config = dataclasses.replace(config, concurrency=per_shard)
-        self.shards = [Shard(jobs, shard_config, k, shards, clock, socket_factory, self.wake) for k in range(shards)]
-        self._threads: list[threading.Thread] = []
-        self._pending: list[Result] = []
-
-    @property
-    def done(self) -> int:
-        return sum(shard.done for shard in self.shards)
-
-    def counts(self) -> dict[str, int]:
-        totals = dict.fromkeys(STATES, 0)
-        for shard in self.shards:
-            for state, n in shard.counts.items():
-                totals[state] += n
-        return totals
-
-    @property
-    def self_connects(self) -> int:
-        return sum(shard.self_connects for shard in self.shards)
-
-    def start(self) -> None:
-        for k, shard in enumerate(self.shards):
-            thread = threading.Thread(target=shard.run, name=f"sockdiag-scan-{k}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def wait(self, timeout: float) -> bool:
-        """Block until a shard finishes or `timeout` passes; True when all have finished."""
-        if not all(shard.finished for shard in self.shards):
-            self.wake.wait(timeout)
-            self.wake.clear()
-        return all(shard.finished for shard in self.shards)
-
-    def ready(self) -> list[Result]:
-        """Reportable results whose every predecessor job is finished, in job order."""
-        mark = min(shard.watermark for shard in self.shards)  # read before draining: see Shard.out
-        for shard in self.shards:
-            out = shard.out
-            while out:
-                heapq.heappush(self._pending, out.popleft())
-        ready = []
-        while self._pending and self._pending[0][0] < mark:
-            ready.append(heapq.heappop(self._pending))
-        return ready
-
-    def stop(self) -> list[Result]:
-        """Stop every shard (they close their sockets), wait for them; return the results found
-        so far that ready() has not handed out, in job order."""
-        for shard in self.shards:
-            shard.stop = True
-        for thread in self._threads:
-            thread.join()
-        for shard in self.shards:
-            while shard.out:
-                heapq.heappush(self._pending, shard.out.popleft())
-        rest = [heapq.heappop(self._pending) for _ in range(len(self._pending))]
-        return rest
-
-    def check(self) -> None:
-        """Re-raise the first error a shard hit (after stop())."""
-        for shard in self.shards:
-            if shard.error is not None:
-                raise shard.error

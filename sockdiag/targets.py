@@ -7,7 +7,6 @@ with the ipaddress module, which does no I/O.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from sockdiag.errors import UsageError
 
@@ -23,17 +22,21 @@ class TargetError(UsageError):
     """A target list that cannot be parsed (exit 2)."""
 
 
-@dataclass(frozen=True)
 class TargetSpec:
-    """One item of the target list: exactly one of name, address, network is set."""
+    """One item of the target list: exactly one of name, address, network is set.
+    (A plain class: dataclasses would import inspect, a visible share of probe's start-up.)"""
 
-    text: str
-    name: str | None = None
-    address: IPAddress | None = None
-    network: IPNetwork | None = None
+    __slots__ = ("text", "name", "address", "network")
+
+    def __init__(self, text: str, name: str | None = None, address: IPAddress | None = None,
+                 network: IPNetwork | None = None):
+        self.text, self.name, self.address, self.network = text, name, address, network
 
     def __len__(self) -> int:
         return self.network.num_addresses if self.network is not None else 1
+
+    def __repr__(self) -> str:
+        return f"TargetSpec({self.text!r})"
 
 
 def parse_targets(text: str, family: int | None = None, force: bool = False) -> list[TargetSpec]:

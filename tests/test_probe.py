@@ -19,7 +19,8 @@ import pytest
 
 from sockdiag import platform, scanner
 from sockdiag.probe import Output
-from sockdiag.scanner import Host, Jobs, ScanConfig, Scanner
+from sockdiag.scanner import Host, Jobs, ScanConfig
+from sockdiag.scanpool import Scanner
 from tests.conftest import ROOT, make_env, run_main
 
 LINUX = platform.SYSTEM == platform.LINUX
@@ -428,6 +429,79 @@ def test_several_threads_and_small_concurrency_give_the_same_answer():
     found = [int(line.split()[1]) for line in r.text.splitlines()]
     assert found == sorted(found)
     assert set(ports) <= set(found) and set(found) - set(ports) <= before | after
+
+
+def test_thread_shards_give_the_same_answer_as_process_shards():
+    address = loopback_address()
+    with listeners(4, address) as ports:
+        jobs = Jobs([Host(socket.AF_INET, [address])], sorted(set(range(1, 2001)) | set(ports)))
+        by_kind = {}
+        for processes in (False, True):
+            sc = Scanner(jobs, ScanConfig(concurrency=64), shards=3, processes=processes)
+            by_kind[processes] = [r[2] for r in run_scanner(sc)]
+    assert by_kind[False] == by_kind[True]
+    assert set(ports) <= set(by_kind[True])
+
+
+needs_fork = pytest.mark.skipif(not platform.probe_forks(), reason="process shards need fork (Linux)")
+
+
+@needs_fork
+def test_process_shards_stop_on_ctrl_c_and_report_what_they_found(monkeypatch):
+    original = Scanner.wait
+
+    def interrupted_once_open_found(self, timeout):
+        finished = original(self, timeout)
+        if self.counts()["open"]:
+            raise KeyboardInterrupt
+        return finished
+
+    monkeypatch.setattr(Scanner, "wait", interrupted_once_open_found)
+    with listeners(1) as (port,), unanswered_port() as silent:
+        r = probe("--workers", "2", "-t", "30", "127.0.0.1", spec(sorted([port, silent])))
+    assert r.status == 130
+    assert r.text.split()[:4] == ["127.0.0.1", str(port), "tcp", "open"]
+
+
+@needs_fork
+def test_process_shard_errors_reach_the_parent(monkeypatch):
+    def no_fds(*args):
+        raise OSError(platform.errno_code("EMFILE"), "Too many open files")
+
+    monkeypatch.setattr(scanner, "_raw_socket", no_fds)
+    r = probe("--workers", "2", "127.0.0.1", "1-10")
+    assert r.status == 1 and "EMFILE" in r.err and len(r.err.splitlines()) == 1
+
+
+@needs_fork
+def test_a_process_shard_that_dies_is_an_error_not_a_hang(monkeypatch):
+    def die(*args):
+        os._exit(3)
+
+    monkeypatch.setattr(scanner, "_raw_socket", die)
+    r = probe("--workers", "2", "127.0.0.1", "1-10")
+    assert r.status == 1 and "scanner process ended without reporting" in r.err
+
+
+@needs_fork
+def test_ctrl_c_at_the_terminal_stops_parent_and_process_shards():
+    """A terminal's Ctrl-C signals the whole process group: parent and shard processes."""
+    with unanswered_port() as silent, listeners(1) as (port,):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "sockdiag", "probe", "-vv", "--workers", "2", "-t", "30",
+                                 "127.0.0.1", spec(sorted([port, silent]))], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, start_new_session=True)
+        try:
+            assert b"in flight" in proc.stderr.readline()
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert set(out.split()[1::5]) <= {str(port).encode()}
 
 
 # --- banners and UDP -------------------------------------------------------------------------------
