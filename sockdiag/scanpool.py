@@ -35,7 +35,8 @@ class Scanner:
         shards = max(1, min(shards, jobs.total or 1))
         self.jobs = jobs
         self.wake = threading.Event()
-        shard_config = config.replace(concurrency=max(1, config.concurrency // shards))
+        shard_config = config.replace(concurrency=max(1, config.concurrency // shards),
+                                      rate=config.rate / shards if config.rate else None)
         self._local = [Shard(jobs, shard_config, k, shards, clock, socket_factory, self.wake) for k in range(shards)]
         self.processes = (shards > 1 and platform.probe_forks()) if processes is None else processes
         self.shards: list = self._local

@@ -443,6 +443,12 @@ def test_thread_shards_give_the_same_answer_as_process_shards():
     assert set(ports) <= set(by_kind[True])
 
 
+def test_rate_and_concurrency_are_split_between_shards():
+    jobs = Jobs([Host(socket.AF_INET, ["127.0.0.1"])], range(1, 101))
+    sc = Scanner(jobs, ScanConfig(concurrency=100, rate=100), shards=4)
+    assert [(s.config.rate, s.concurrency) for s in sc.shards] == [(25, 25)] * 4
+
+
 needs_fork = pytest.mark.skipif(not platform.probe_forks(), reason="process shards need fork (Linux)")
 
 
