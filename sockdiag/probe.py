@@ -219,9 +219,9 @@ def _scan(jobs: Jobs, config: ScanConfig, shards: int, out: Output, env) -> int:
     clock = env.clock
     started = clock()
     scanner = Scanner(jobs, config, shards, clock=clock)
-    scanner.start()
     interrupted = False
     try:
+        scanner.start()
         while True:
             finished = scanner.wait(_TICK)
             out.rows(scanner.ready())

@@ -64,10 +64,9 @@ class Scanner:
 
     def start(self) -> None:
         if self.processes:
-            remotes: list[_RemoteShard] = []
+            self.shards = remotes = []  # filled as they start, so stop() reaps exactly those
             for shard in self._local:
                 remotes.append(_RemoteShard.fork(shard, remotes))
-            self.shards = remotes
             return
         for k, shard in enumerate(self._local):
             thread = threading.Thread(target=shard.run, name=f"sockdiag-scan-{k}", daemon=True)
@@ -85,7 +84,7 @@ class Scanner:
 
     def ready(self) -> list[Result]:
         """Reportable results whose every predecessor job is finished, in job order."""
-        mark = min(shard.watermark for shard in self.shards)  # read before draining: see Shard.out
+        mark = min((shard.watermark for shard in self.shards), default=0)  # read before draining
         for shard in self.shards:
             out = shard.out
             while out:
