@@ -265,7 +265,7 @@ def _add_bindcheck(sub) -> None:
                                    "the sockets holding it (with TIME_WAIT timers on Linux), and give a verdict "
                                    "with advice: free, in use, time-wait only, reuseport group, permission or "
                                    "address not available. Exit 0 when a plain bind succeeds, 1 when it does "
-                                   "not, 4 when it is refused for lack of privilege.")
+                                   "not (whatever the verdict), 4 when not even the check is permitted.")
     p.add_argument("port", type=_port, metavar="PORT", help="port to check")
     p.add_argument("-b", "--bind", metavar="ADDR",
                    help="address to check (default: all interfaces, dual-stack '::' as 'sockdiag listen' binds)")
