@@ -74,6 +74,20 @@ def parse_ports(spec: str, service_port: ServiceLookup | None = None) -> list[in
     return sorted(ports)
 
 
+def parse_services(text: str, proto: str = "tcp") -> dict[int, str]:
+    """The text of a services(5) file -> {port: first service name} for `proto`, as
+    getservbyport() answers (the first line naming a port wins)."""
+    names: dict[int, str] = {}
+    for line in text.splitlines():
+        fields = line.partition("#")[0].split()
+        if len(fields) < 2:
+            continue
+        port_text, _, line_proto = fields[1].partition("/")
+        if line_proto == proto and port_text.isdigit():
+            names.setdefault(int(port_text), fields[0])
+    return names
+
+
 def format_ranges(ports: Iterable[int]) -> str:
     """The compact form of a port collection: [1,2,3,5] -> '1-3,5'."""
     out: list[str] = []

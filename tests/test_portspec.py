@@ -95,3 +95,34 @@ def test_parse_hostport(text, expected):
 def test_parse_hostport_errors(text):
     with pytest.raises(PortSpecError):
         parse_hostport(text, SERVICES)
+
+
+SERVICES_TEXT = """\
+# comment line
+tcpmux\t\t1/tcp\t\t\t\t# TCP port service multiplexer
+ssh\t\t22/tcp\t\t\t\t# SSH Remote Login Protocol
+http\t\t80/tcp\t\twww\t\t# WorldWideWeb HTTP
+www-alt\t\t80/tcp
+domain\t\t53/udp
+bogus\t\tx/tcp
+"""
+
+
+def test_parse_services_first_name_wins_per_proto():
+    from sockdiag.portspec import parse_services
+
+    assert parse_services(SERVICES_TEXT, "tcp") == {1: "tcpmux", 22: "ssh", 80: "http"}
+    assert parse_services(SERVICES_TEXT, "udp") == {53: "domain"}
+
+
+def test_service_table_agrees_with_getservbyport():
+    import socket
+
+    from sockdiag import platform
+
+    for port in (22, 80, 443, 5432, 1, 9):
+        try:
+            expected = socket.getservbyport(port, "tcp")
+        except OSError:
+            expected = None
+        assert platform.service_name(port, "tcp") == expected
