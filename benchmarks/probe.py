@@ -9,8 +9,8 @@ Usage (root: it creates a network namespace and nftables rules in it, removed at
    alternating, ROUNDS rounds (default 5). Bars: median wall time at most 0.5x nmap's (aim 0.3x)
    with the identical open set in every run; peak RSS under 64 MiB.
 2. Filtered: ports 1-5000 with 1000 of them dropped by an nftables rule (never answered) and 25
-   listeners among the rest. Bar: `sockdiag probe -t 1 --retries 0` within 1.5x the timeout,
-   every dropped port `filtered`, every other port right. The default (--retries 1) and
+   listeners among the rest. Bar: `sockdiag probe -t 1` (default: no retries) within 1.5x the
+   timeout, every dropped port `filtered`, every other port right. `--retries 1` and
    `nmap -sT --max-retries 0` are shown for reference.
 
 The namespace makes the run deterministic: no other process's listeners, no other traffic.
@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _bench import have, median, ratio, run_timed, sockdiag_argv, table
+from _bench import have, median, peak_rss_mib, ratio, run_timed, sockdiag_argv, table
 
 HERE = Path(__file__).resolve().parent
 FULL_LISTENERS = sorted(random.Random(4).sample(range(1, 65536), 40))
@@ -80,21 +80,6 @@ def timed(argv: list[str], capture: str = "stdout"):
         return result, f.read().decode("utf-8", "replace")
 
 
-def peak_rss_and_cpu(argv: list[str]) -> tuple[float, float] | None:
-    """(peak RSS MiB, user+sys CPU seconds) of one run, from GNU time (%M is in KiB). Not from
-    os.wait4 on our own child: Python starts children with vfork, and Linux carries the parent's
-    RSS high-water mark across exec into the child's ru_maxrss, so every tool would seem as
-    large as this script. %M is the largest single process (sockdiag's shard processes are
-    forked copies of it, sharing their pages)."""
-    if not Path("/usr/bin/time").exists():
-        return None
-    with tempfile.NamedTemporaryFile("r") as out:
-        subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", out.name, *argv], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        rss, user, system = out.read().split()[-3:]
-        return int(rss) / 1024, float(user) + float(system)
-
-
 def open_ports_sockdiag(text: str) -> set[int]:
     return {int(line.split()[1]) for line in text.splitlines() if line.strip()}
 
@@ -134,7 +119,7 @@ def full_range(rounds: int) -> list[tuple[str, bool]]:
                 if found != expected:
                     print(f"  {name}: wrong open set: extra {sorted(found - expected)}, "
                           f"missing {sorted(expected - found)}")
-        usage = {name: peak_rss_and_cpu(argv) for name, (argv, _, _) in commands.items()}
+        usage = {name: peak_rss_mib(argv) for name, (argv, _, _) in commands.items()}
     finally:
         listeners.close()
     nmap = "nmap -sT -p- -n -Pn 127.0.0.1"
@@ -172,8 +157,8 @@ def filtered(rounds: int) -> list[tuple[str, bool]]:
     nft_drop(DROPPED)
     sd = sockdiag_argv() + ["probe", "--all", "-o", "json", "-t", f"{TIMEOUT:g}"]
     commands = {
-        "sockdiag probe -t 1 --retries 0": sd + ["--retries", "0", "127.0.0.1", "1-5000"],
-        "sockdiag probe -t 1 (default --retries 1)": sd + ["127.0.0.1", "1-5000"],
+        "sockdiag probe -t 1 (default --retries 0)": sd + ["127.0.0.1", "1-5000"],
+        "sockdiag probe -t 1 --retries 1": sd + ["--retries", "1", "127.0.0.1", "1-5000"],
         "nmap -sT -p1-5000 -n -Pn --max-retries 0": ["nmap", "-sT", "-p1-5000", "-n", "-Pn", "--max-retries", "0",
                                                      "127.0.0.1"],
     }
@@ -206,7 +191,7 @@ def filtered(rounds: int) -> list[tuple[str, bool]]:
     print(f"\nPorts 1-5000 of 127.0.0.1, {len(DROPPED)} dropped by nftables, {len(FILTER_LISTENERS)} listening; "
           f"median of {rounds} alternating rounds")
     print(table(rows, ["command", "median s", "vs the 1 s timeout", "every port right"]))
-    ours = "sockdiag probe -t 1 --retries 0"
+    ours = "sockdiag probe -t 1 (default --retries 0)"
     m = median(times[ours])
     return [(f"filtered: {m:.2f} s wall = {m / TIMEOUT:.2f}x the timeout (bar <= 1.5x)", m <= 1.5 * TIMEOUT),
             (f"filtered: every port right in {right[ours]}/{rounds} runs", right[ours] == rounds)]

@@ -83,24 +83,23 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    if value < minimum:
+        rule = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
+        raise argparse.ArgumentTypeError(f"{rule}: {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+    return _whole_number(text, 0)
 
 
 def _bytes_size(text: str) -> int:
@@ -200,8 +199,9 @@ def _add_probe(sub) -> None:
                    help="connects in flight at once (default: from the open-file limit)")
     p.add_argument("-t", "--timeout", type=_seconds, default=1.0, metavar="SEC",
                    help="per-attempt timeout (default 1.0)")
-    p.add_argument("--retries", type=_count, default=1, metavar="N",
-                   help="extra attempts for ports that did not answer (default 1)")
+    p.add_argument("--retries", type=_count, default=0, metavar="N",
+                   help="extra attempts for ports that did not answer within the timeout (default 0, as nc -z; "
+                        "add some on lossy links)")
     p.add_argument("--rate", type=_positive_int, metavar="N", help="at most N attempts per second")
     p.add_argument("--workers", type=_positive_int, metavar="N",
                    help="scanner threads, each with its own share of the sockets (default: one per CPU, "

@@ -45,7 +45,7 @@ class ScanConfig:
     command whose whole loopback scan of 1024 ports takes about as long.
     """
 
-    def __init__(self, *, udp: bool = False, timeout: float = 1.0, retries: int = 1, concurrency: int = 1024,
+    def __init__(self, *, udp: bool = False, timeout: float = 1.0, retries: int = 0, concurrency: int = 1024,
                  rate: float | None = None, banner: bool = False, banner_wait: float = 1.0,
                  banner_bytes: int = 512, udp_payload: bytes = b"", report: frozenset = frozenset({OPEN})):
         self.udp, self.timeout, self.retries, self.concurrency = udp, timeout, retries, concurrency
