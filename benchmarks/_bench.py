@@ -11,6 +11,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None  # Debian package `time`
+
+
 @dataclass
 class Run:
     seconds: float
-    max_rss_mib: float
     returncode: int
 
 
@@ -39,7 +42,7 @@ def have(tool: str) -> bool:
 
 def run_timed(argv: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
               stderr=subprocess.DEVNULL, timeout: float = 600.0) -> Run:
-    """Run argv to completion; wall time and the child's peak RSS (os.wait4, Linux: KiB)."""
+    """Run argv to completion; its wall time and exit status. (Peak memory: peak_rss_mib.)"""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
     deadline = start + timeout
@@ -54,7 +57,24 @@ def run_timed(argv: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNU
         time.sleep(0.0005)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(elapsed, usage.ru_maxrss / 1024, proc.returncode)
+    return Run(elapsed, proc.returncode)
+
+
+def peak_rss_mib(argv: list[str], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL) -> tuple[float, float] | None:
+    """(peak RSS MiB, user+sys CPU seconds) of one run, from GNU time's %M (KiB), or None without it.
+
+    Not from os.wait4 on our own child: Python starts children with vfork, and Linux carries the
+    parent's RSS high-water mark across exec into the child's ru_maxrss, so every tool would seem
+    as large as the benchmark script itself.
+    """
+    if GNU_TIME is None:
+        return None
+    with tempfile.NamedTemporaryFile("r") as out:
+        subprocess.run([GNU_TIME, "-f", "%M %U %S", "-o", out.name, *argv], stdin=stdin, stdout=stdout,
+                       stderr=stderr)
+        rss, user, system = out.read().split()[-3:]
+    return int(rss) / 1024, float(user) + float(system)
 
 
 def median(values: list[float]) -> float:

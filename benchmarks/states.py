@@ -20,7 +20,7 @@ import struct
 import subprocess
 import sys
 
-from _bench import have, median, ratio, run_timed, sockdiag_argv, table
+from _bench import have, median, peak_rss_mib, ratio, run_timed, sockdiag_argv, table
 
 
 
@@ -107,7 +107,9 @@ def main() -> int:
                 if result.returncode != 0:
                     raise SystemExit(f"{name} exited with {result.returncode}")
                 times[name].append(result.seconds)
-                rss[name].append(result.max_rss_mib)
+        for name, argv in commands.items():
+            measured = peak_rss_mib(argv)
+            rss[name].append(measured[0] if measured else float("nan"))
     finally:
         stop_holders(holders)
 
