@@ -108,7 +108,7 @@ def _bytes_size(text: str) -> int:
     body = text.strip().upper().removesuffix("B").removesuffix("I")
     suffix = body[-1:] if body[-1:] in ("K", "M", "G") else ""
     number = body[: len(body) - len(suffix)]
-    if not number.isdigit() or int(number) < 1:
+    if not (number.isascii() and number.isdigit()) or int(number) < 1:
         raise argparse.ArgumentTypeError(f"not a positive byte count: {text!r} (e.g. 65536, 64K, 16M)")
     return int(number) * units[suffix]
 

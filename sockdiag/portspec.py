@@ -18,12 +18,17 @@ class PortSpecError(UsageError):
     """A port, port list or host:port that cannot be parsed (exit 2)."""
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '¹' and '٣', which int() rejects or misreads."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_port(text: str, service_port: ServiceLookup | None = None, *, allow_zero: bool = False) -> int:
     """One port: a number 1-65535 (0 too with allow_zero) or a service name."""
     item = text.strip()
     if not item:
         raise PortSpecError("empty port")
-    if item.isdigit():
+    if _digits(item):
         port = int(item)
         low = 0 if allow_zero else MIN_PORT
         if not low <= port <= MAX_PORT:
@@ -41,7 +46,7 @@ def _parse_bound(text: str, default: int, item: str) -> int:
     text = text.strip()
     if text == "":
         return default
-    if not text.isdigit():
+    if not _digits(text):
         raise PortSpecError(f"bad port range {item!r}: {text!r} is not a number")
     port = int(text)
     if not MIN_PORT <= port <= MAX_PORT:
@@ -61,7 +66,7 @@ def parse_ports(spec: str, service_port: ServiceLookup | None = None) -> list[in
         item = raw.strip()
         if not item:
             raise PortSpecError(f"empty item in port list {spec!r}")
-        if item[0].isdigit() or item[0] == "-":
+        if _digits(item[0]) or item[0] == "-":
             if "-" in item:
                 low_text, _, high_text = item.partition("-")
                 low = _parse_bound(low_text, MIN_PORT, item)
@@ -83,7 +88,7 @@ def parse_services(text: str, proto: str = "tcp") -> dict[int, str]:
         if len(fields) < 2:
             continue
         port_text, _, line_proto = fields[1].partition("/")
-        if line_proto == proto and port_text.isdigit():
+        if line_proto == proto and _digits(port_text):
             names.setdefault(int(port_text), fields[0])
     return names
 

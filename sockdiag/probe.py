@@ -90,7 +90,7 @@ def _scope_id(spec: TargetSpec, scope: str | None) -> int:
     """An IPv6 zone ('fe80::1%eth0', '%2') as an interface index."""
     if not scope:
         return 0
-    if scope.isdigit():
+    if scope.isascii() and scope.isdigit():
         return int(scope)
     try:
         return socket.if_nametoindex(scope)

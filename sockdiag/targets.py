@@ -89,7 +89,7 @@ def _looks_numeric(item: str) -> bool:
 
 def _parse_block(item: str, family: int | None, force: bool) -> TargetSpec:
     address_text, _, prefix = item.partition("/")
-    if not prefix.isdigit():
+    if not (prefix.isascii() and prefix.isdigit()):
         raise TargetError(f"bad network {item!r}: the prefix length must be a number")
     try:
         network = ipaddress.ip_network(item, strict=False)

@@ -126,3 +126,9 @@ def test_service_table_agrees_with_getservbyport():
         except OSError:
             expected = None
         assert platform.service_name(port, "tcp") == expected
+
+
+@pytest.mark.parametrize("spec", ["¹", "٣", "1-²", "²-3", "８０"])
+def test_non_ascii_digits_are_rejected(spec):
+    with pytest.raises(PortSpecError):
+        parse_ports(spec, SERVICES)
