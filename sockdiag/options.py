@@ -44,8 +44,11 @@ class _Parser(argparse.ArgumentParser):
             return
         out, err = streams
         target = out if file is None or file is sys.stdout else err
-        target.write(message.encode("utf-8", "replace"))
-        target.flush()
+        try:
+            target.write(message.encode("utf-8", "replace"))
+            target.flush()
+        except (OSError, ValueError):
+            pass  # the reader went away (`sockdiag bogus 2>&1 | head -1`): the status still tells
 
     def exit(self, status=0, message=None):
         if message:

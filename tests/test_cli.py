@@ -153,3 +153,14 @@ def test_module_entry_point_help():
 def test_module_entry_point_bad_command():
     r = run_module(["nope"], text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "invalid choice" in r.stderr
+
+
+def test_usage_error_into_a_closed_pipe_still_exits_2():
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    code = ("import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 2); "
+            "from sockdiag.cli import main; sys.exit(main(['bogus']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, timeout=30)
+    assert out.returncode == 2
