@@ -66,6 +66,18 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01):
         time.sleep(interval)
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether this host can bind ::1 (CI containers often have IPv6 disabled)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def free_tcp_port() -> int:
     """A port that was free a moment ago (bound to port 0 and read back, then closed)."""

@@ -14,7 +14,7 @@ import pytest
 
 from sockdiag import platform
 from sockdiag.status import ExitStatus
-from tests.conftest import wait_until
+from tests.conftest import has_ipv6_loopback, wait_until
 from tests.test_relay_support import (TIMEOUT, Proc, ThreadedMain, module_env, one_connection_server,
                                       recv_all, recv_exactly)
 
@@ -157,16 +157,8 @@ def test_source_address_and_port(cli, free_tcp_port):
     assert box["result"] == ("127.0.0.1", free_tcp_port)
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
-
-@pytest.mark.skipif(not socket.has_ipv6 or not _ipv6_loopback(), reason="no ::1 on this host")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 on this host")
 def test_ipv6_literal(cli):
     with one_connection_server(lambda conn: recv_all(conn), family=socket.AF_INET6, host="::1") as (port, box):
         r = cli(["connect", "-6", "::1", str(port)], stdin=b"six")

@@ -20,20 +20,12 @@ import pytest
 
 from sockdiag import platform, procnet, sockview, states
 from sockdiag.states import ROW_KEYS
-from tests.conftest import ROOT, make_env, run_main, wait_until
+from tests.conftest import ROOT, has_ipv6_loopback, make_env, run_main, wait_until
 
 ME = os.getpid()
 MY_NAME = psutil.Process().name()
 FAST_PATH = platform.socket_table_source() == "procfs"
 
-
-def has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class Held:
@@ -75,7 +67,7 @@ def loopback_sockets(tmp_path):
         udp = keep(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         udp.bind(("127.0.0.1", 0))
         held.udp = udp.getsockname()[1]
-        if has_ipv6():
+        if has_ipv6_loopback():
             v6 = keep(socket.socket(socket.AF_INET6))
             v6.bind(("::1", 0))
             v6.listen(1)
@@ -139,7 +131,7 @@ def test_text_table(held):
     assert len({line.index("127.0.0.1") for line in lines[1:]}) == 1  # aligned
 
 
-@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on this host")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 on this host")
 def test_ipv6_in_brackets(held):
     r = run_main(["states", "-6", "-l", "--port", str(held.v6)])
     assert r.status == 0
