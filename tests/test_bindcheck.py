@@ -16,7 +16,7 @@ import sys
 import psutil
 import pytest
 
-from sockdiag import bindcheck, platform, states
+from sockdiag import bindcheck, bindverdict, platform, states
 from sockdiag.status import ExitStatus
 from tests.conftest import ROOT, run_main, run_module, wait_until
 
@@ -66,7 +66,7 @@ def check(*argv: str):
 
 def rows_on(addr: str, port: int) -> list[dict]:
     return [row for row in states.socket_rows("tcp")
-            if row["local_port"] == port and bindcheck._ip_key(row["local_address"]) == bindcheck._ip_key(addr)]
+            if row["local_port"] == port and bindverdict._ip_key(row["local_address"]) == bindverdict._ip_key(addr)]
 
 
 def make_time_wait(addr: str, server_reuse: bool) -> int:
@@ -102,7 +102,7 @@ def test_free_port_on_an_address(addr):
     status, report, err = check("-b", addr, str(port))
     assert status == ExitStatus.OK, err
     assert report["verdict"] == "free" and report["holders"] == [] and report["time_wait"] == 0
-    assert list(report) == list(bindcheck.JSON_KEYS)
+    assert list(report) == list(bindverdict.JSON_KEYS)
     assert report["address"] == addr and report["proto"] == "tcp" and report["port"] == port
     assert all(a["ok"] for a in report["attempts"])
     assert [a["option"] for a in report["attempts"]] == list(platform.bind_attempt_options())
@@ -305,7 +305,7 @@ def test_proc_parser_reads_the_live_kernel_table(addr):
         listener.listen(1)
         port = listener.getsockname()[1]
         texts = platform.proc_net_tcp_texts()
-    entries = [e for text in texts for e in bindcheck.parse_proc_net_tcp(text, platform.host_byteorder())]
+    entries = [e for text in texts for e in bindverdict.parse_proc_net_tcp(text, platform.host_byteorder())]
     assert [(e.local_address, e.state) for e in entries if e.local_port == port] == [(addr, "LISTEN")]
     assert platform.clock_ticks_per_second() > 0
 
@@ -444,7 +444,7 @@ def test_csv_output_one_row(addr):
     port = free_port(addr)
     r = run_main(["bindcheck", "-o", "csv", "-b", addr, str(port)])
     header, row = r.text.splitlines()
-    assert header == ",".join(bindcheck.JSON_KEYS)
+    assert header == ",".join(bindverdict.JSON_KEYS)
     assert row.startswith(f"{port},{addr},tcp,free,plain=ok ")
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockdiag import bindcheck, platform
-from sockdiag.bindcheck import Target, decide, in_the_way, linux_context, parse_proc_net_tcp
+from sockdiag import bindcheck, bindverdict, platform
+from sockdiag.bindverdict import Target, decide, in_the_way, linux_context, parse_proc_net_tcp
 
 # Real lines (trimmed at the inode) from /proc/net/tcp and tcp6 on x86-64 (little-endian).
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
@@ -57,7 +57,7 @@ def test_parse_ipv6_and_mapped():
     v6, mapped = parse_proc_net_tcp("\n".join([HEADER, ESTABLISHED_V6, TIME_WAIT_V6_MAPPED]))
     assert v6.local_address == "::1" and v6.local_port == 8080 and v6.state == "ESTABLISHED"
     assert mapped.state == "TIME_WAIT" and mapped.remote_port == 50000
-    assert bindcheck._ip_key(mapped.local_address) == bindcheck._ip_key("127.0.0.1")
+    assert bindverdict._ip_key(mapped.local_address) == bindverdict._ip_key("127.0.0.1")
 
 
 def test_parse_big_endian_host():
@@ -93,16 +93,16 @@ def test_parse_round_trips_ipv4(address, port, when, state):
 
 @pytest.mark.parametrize("hz, expected", [(100, 21.82), (250, 8.728)])
 def test_time_wait_timers_in_seconds(hz, expected):
-    timers = bindcheck.time_wait_timers(parse_proc_net_tcp("\n".join([HEADER, LISTEN_V4, TIME_WAIT_V4])), hz)
+    timers = bindverdict.time_wait_timers(parse_proc_net_tcp("\n".join([HEADER, LISTEN_V4, TIME_WAIT_V4])), hz)
     assert list(timers.values()) == [pytest.approx(expected)]
 
 
 def test_row_timer_matches_psutil_rows_including_mapped_addresses():
-    timers = bindcheck.time_wait_timers(parse_proc_net_tcp(TIME_WAIT_V6_MAPPED + "\n" + TIME_WAIT_V4))
+    timers = bindverdict.time_wait_timers(parse_proc_net_tcp(TIME_WAIT_V6_MAPPED + "\n" + TIME_WAIT_V4))
     psutil_row = row("TIME_WAIT", "::ffff:127.0.0.1", 8080, "::ffff:127.0.0.1", 50000, family="inet6")
-    assert bindcheck.row_timer(psutil_row, timers) == pytest.approx(48.0)
-    assert bindcheck.row_timer(row("TIME_WAIT", port=8080, remote="127.0.0.1", remote_port=1), timers) is None
-    assert bindcheck.row_timer(row("LISTEN", "127.0.0.1", 0x972D), timers) is None
+    assert bindverdict.row_timer(psutil_row, timers) == pytest.approx(48.0)
+    assert bindverdict.row_timer(row("TIME_WAIT", port=8080, remote="127.0.0.1", remote_port=1), timers) is None
+    assert bindverdict.row_timer(row("LISTEN", "127.0.0.1", 0x972D), timers) is None
 
 
 # --- which sockets are in the way -----------------------------------------------------------------
@@ -134,13 +134,13 @@ def test_in_the_way(target, local, family, expected):
 
 def test_select_holders_splits_by_port_and_address():
     rows = [row("LISTEN", "127.0.0.1", 80), row("LISTEN", "127.0.0.2", 80), row("LISTEN", "127.0.0.1", 81)]
-    holders, others = bindcheck.select_holders(rows, 80, V4)
+    holders, others = bindverdict.select_holders(rows, 80, V4)
     assert holders == [rows[0]] and others == [rows[1]]
 
 
 def test_count_states_most_frequent_first():
     rows = [TW, TW, LISTENER, row(None, proto="udp")]
-    assert bindcheck.count_states(rows) == {"TIME_WAIT": 2, "LISTEN": 1, "BOUND": 1}
+    assert bindverdict.count_states(rows) == {"TIME_WAIT": 2, "LISTEN": 1, "BOUND": 1}
 
 
 # --- the verdict, per OS --------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_unexpected_errno_is_an_error_verdict():
 
 def test_every_verdict_is_declared():
     assert {"free", "in use", "time-wait only", "reuseport group", "permission",
-            "address not available"} <= set(bindcheck.VERDICTS)
+            "address not available"} <= set(bindverdict.VERDICTS)
 
 
 # --- what the platform module says for each OS ---------------------------------------------------
@@ -410,8 +410,8 @@ REPORT = {"port": 8080, "address": "127.0.0.1", "proto": "tcp", "verdict": "time
 
 
 def test_csv_is_one_row_of_the_json_keys():
-    header, line = bindcheck.csv_report(REPORT)
-    assert header.split(",") == list(bindcheck.JSON_KEYS)
+    header, line = bindverdict.csv_report(REPORT)
+    assert header.split(",") == list(bindverdict.JSON_KEYS)
     assert line == ("8080,127.0.0.1,tcp,time-wait only,plain=EADDRINUSE SO_REUSEADDR=ok "
                     "SO_REUSEPORT=EADDRINUSE,1,1,41.5,\"set SO_REUSEADDR, or wait\"")
 
@@ -419,8 +419,8 @@ def test_csv_is_one_row_of_the_json_keys():
 def test_text_report_shows_verdict_tables_and_warning():
     diagnosis = decide(REPORT["attempts"], REPORT["holders"], port=8080, address="127.0.0.1", expires_s=41.5,
                        system="linux")
-    timers = {bindcheck._conn_key("127.0.0.1", 8080, "127.0.0.1", 50000): 41.5}
-    lines = bindcheck.text_report(REPORT, diagnosis, target=V4, context=[("tcp_tw_reuse", "2")],
+    timers = {bindverdict._conn_key("127.0.0.1", 8080, "127.0.0.1", 50000): 41.5}
+    lines = bindverdict.text_report(REPORT, diagnosis, target=V4, context=[("tcp_tw_reuse", "2")],
                                   others=2, note=platform.reuseaddr_note("win32"), timers=timers)
     text = "\n".join(lines)
     assert lines[0].split() == ["port", "8080/tcp"]

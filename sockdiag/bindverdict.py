@@ -1,0 +1,441 @@
+"""PURE (bindcheck's reasoning): the /proc/net/tcp parser, which sockets are in the way, the
+verdict with its advice, and the text/CSV reports. Values in, values out: no sockets, no files;
+per-OS rules come from platform's functions that take a `system`, so every OS is testable here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import textwrap
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from sockdiag import platform, render
+from sockdiag.portspec import PortSpecError, format_hostport, parse_ports
+
+VERDICTS = ("free", "in use", "time-wait only", "reuseport group", "permission", "address not available",
+            "error")
+JSON_KEYS = ("port", "address", "proto", "verdict", "attempts", "holders", "time_wait", "time_wait_expires_s",
+             "advice")
+# States a connection reaches after its program closed it (orphans, no PID): like TIME_WAIT, they
+# block a plain bind, and a SO_REUSEADDR bind passes them on the same terms.
+CLOSING_STATES = frozenset({"TIME_WAIT", "FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK"})
+# /proc/net/tcp `st` codes (include/net/tcp_states.h), named as psutil names them.
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
+_TIMER_TIME_WAIT = 3  # the `tr` column: 1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 zero-window probe
+
+
+class Target(NamedTuple):
+    """The address bindcheck binds: `address` as bind() takes it, and whether IPv4 is covered too."""
+
+    address: str
+    family: int
+    dualstack: bool = False
+    scope_id: int = 0
+    label: str = ""
+
+
+class Diagnosis(NamedTuple):
+    verdict: str
+    reason: str
+    advice: str
+
+
+class ProcEntry(NamedTuple):
+    """One socket line of /proc/net/tcp or tcp6."""
+
+    local_address: str
+    local_port: int
+    remote_address: str
+    remote_port: int
+    state: str
+    timer: int
+    when_ticks: int
+
+
+# --- pure: /proc/net/tcp ------------------------------------------------------------------------
+
+def _hex_address(text: str, byteorder: str) -> str:
+    """'0100007F' -> '127.0.0.1'; 32 hex digits -> IPv6. The kernel prints 32-bit words in host order."""
+    raw = bytes.fromhex(text)
+    if len(raw) not in (4, 16):
+        raise ValueError(text)
+    if byteorder == "little":
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(raw))
+
+
+def _hex_endpoint(text: str, byteorder: str) -> tuple[str, int]:
+    address, _, port = text.partition(":")
+    return _hex_address(address, byteorder), int(port, 16)
+
+
+def parse_proc_net_tcp(text: str, byteorder: str = "little") -> list[ProcEntry]:
+    """The socket lines of /proc/net/tcp or tcp6 (header and malformed lines are skipped).
+
+    Columns: sl local rem st tx:rx tr:tm->when retrnsmt uid timeout inode ...; `tm->when` is the
+    time left on the active timer in USER_HZ ticks (jiffies_delta_to_clock_t), so a TIME_WAIT
+    socket (tr 3) has when/USER_HZ seconds left.
+    """
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or not fields[0].endswith(":") or not fields[0][:-1].isdigit():
+            continue
+        try:
+            local, local_port = _hex_endpoint(fields[1], byteorder)
+            remote, remote_port = _hex_endpoint(fields[2], byteorder)
+            state = TCP_STATES.get(int(fields[3], 16), fields[3])
+            timer_text, _, when_text = fields[5].partition(":")
+            timer, when = int(timer_text, 16), int(when_text, 16)
+        except ValueError:
+            continue
+        entries.append(ProcEntry(local, local_port, remote, remote_port, state, timer, when))
+    return entries
+
+
+def _ip_key(address: str | None):
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _conn_key(local, local_port, remote, remote_port) -> tuple:
+    return (_ip_key(local), local_port, _ip_key(remote), remote_port)
+
+
+def time_wait_timers(entries: Iterable[ProcEntry], ticks_per_second: int = 100) -> dict[tuple, float]:
+    """Seconds left per TIME_WAIT connection, keyed by (local ip, port, remote ip, port)."""
+    return {_conn_key(e.local_address, e.local_port, e.remote_address, e.remote_port):
+            e.when_ticks / ticks_per_second
+            for e in entries if e.state == "TIME_WAIT" and e.timer == _TIMER_TIME_WAIT}
+
+
+def row_timer(row: Mapping[str, Any], timers: Mapping[tuple, float]) -> float | None:
+    """The seconds left for a TIME_WAIT holder row, when the kernel told us."""
+    if row.get("state") != "TIME_WAIT":
+        return None
+    key = _conn_key(row.get("local_address"), row.get("local_port"), row.get("remote_address"),
+                    row.get("remote_port"))
+    return timers.get(key)
+
+
+# --- pure: which sockets are in the way ---------------------------------------------------------
+
+def in_the_way(row: Mapping[str, Any], target: Target) -> bool:
+    """Whether a socket on the same port conflicts with binding `target`: the same address or a
+    wildcard on either side, within one IP version; a dual-stack '::' meets every socket, and an
+    IPv6 '::' socket may be dual-stack, so it meets every IPv4 target."""
+    mine, theirs = _ip_key(target.address), _ip_key(row.get("local_address"))
+    if target.dualstack or not isinstance(mine, (ipaddress.IPv4Address, ipaddress.IPv6Address)) \
+            or not isinstance(theirs, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return True  # an address we cannot compare: better listed than hidden
+    if mine.version == 4 and theirs == ipaddress.IPv6Address("::"):
+        return True
+    if mine.version != theirs.version:
+        return False
+    return mine.is_unspecified or theirs.is_unspecified or mine == theirs
+
+
+def select_holders(rows: Iterable[Mapping[str, Any]], port: int, target: Target) -> tuple[list, list]:
+    """The rows using `port`: (in the way of `target`, elsewhere on other addresses)."""
+    same_port = [row for row in rows if row.get("local_port") == port]
+    holders = [row for row in same_port if in_the_way(row, target)]
+    others = [row for row in same_port if not in_the_way(row, target)]
+    return holders, others
+
+
+def state_name(row: Mapping[str, Any]) -> str:
+    """A row's state for counting; a UDP socket has none, it is just bound."""
+    return row.get("state") or "BOUND"
+
+
+def count_states(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """{state: count}, most frequent first."""
+    return dict(Counter(state_name(row) for row in rows).most_common())
+
+
+def _is_closing(row: Mapping[str, Any]) -> bool:
+    return row.get("state") in CLOSING_STATES and not row.get("pid")
+
+
+# --- pure: the verdict --------------------------------------------------------------------------
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _owned(row: Mapping[str, Any]) -> str:
+    """'a LISTEN socket of PID 7 (nginx) on 0.0.0.0:80', or who could not be seen."""
+    kind = "connection" if row.get("remote_address") else "socket"
+    state = state_name(row)
+    text = f"{'an' if state[:1] in 'AEIOU' else 'a'} {state} {kind}"
+    if row.get("pid"):
+        return f"{text} of PID {row['pid']} ({row.get('process') or '?'}) on {_where(row)}"
+    return (f"{text} on {_where(row)}, of a process not visible here (another user's: run as root to see it; "
+            "or one outside this container)")
+
+
+def _where(row: Mapping[str, Any]) -> str:
+    local = format_hostport(row.get("local_address"), row.get("local_port"))
+    if row.get("remote_address"):
+        return f"{local} -> {format_hostport(row.get('remote_address'), row.get('remote_port'))}"
+    return local
+
+
+def _seconds(expires_s: float | None, system: str | None) -> str:
+    if expires_s is not None:
+        return f"~{max(1, math.ceil(expires_s))} s"
+    default = platform.time_wait_seconds(system)
+    return f"up to {default} s" if default else "until they expire"
+
+
+def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str, Any]] | None, *, port: int,
+           address: str, expires_s: float | None = None, udp: bool = False,
+           system: str | None = None, unprivileged_start: int | None = None) -> Diagnosis:
+    """The verdict from what the real binds showed and who holds the port. Pure: `system` and
+    `unprivileged_start` (platform.unprivileged_port_start) let tests emulate other OSes."""
+    by_option = {a["option"]: a for a in attempts}
+    plain = by_option["plain"]
+    live = [row for row in holders or () if not _is_closing(row)]
+    closing = [row for row in holders or () if _is_closing(row)]
+    if plain["ok"]:
+        reason = "a plain bind succeeds"
+        if holders:
+            reason += f" (the {_plural(len(holders), 'socket')} on the port do not block it here)"
+        return Diagnosis("free", reason, "nothing to do: a server can bind it now")
+    err = plain["errno"]
+    if err == "EADDRNOTAVAIL":
+        return Diagnosis("address not available", f"{address} is not an address of this host (EADDRNOTAVAIL)",
+                         "bind one of this host's addresses, or leave out -b to check all interfaces")
+    if err in ("EACCES", "EPERM") and not live:
+        return _permission(port, err, system, unprivileged_start)
+    if err not in ("EADDRINUSE", "EACCES", "EPERM"):
+        return Diagnosis("error", f"a plain bind fails: {err}",
+                         "see the errno; bindcheck knows no common cause for it")
+    if live:
+        return _in_use(live, by_option, udp, system)
+    if closing:
+        return _time_wait(closing, by_option, expires_s, system)
+    if holders is None:
+        reason = "the port is taken, but the socket table could not be read, so the holder is unknown"
+        return Diagnosis("in use", reason, "run bindcheck as root to see who holds it")
+    return Diagnosis("in use", "the port is taken, but no socket on it is visible: most likely a socket that "
+                               "is bound without listening (psutil, ss and lsof cannot list those), or one "
+                               "that closed just now",
+                     f"run bindcheck again; if it stays, look for a program that binds port {port} "
+                     "without listening (a server still starting, a client with a fixed source port)")
+
+
+def _permission(port: int, err: str, system: str | None, start: int | None) -> Diagnosis:
+    setting = platform.unprivileged_port_setting(system)
+    hint = platform.reserved_ports_hint(system)
+    if start is not None and port < start:
+        where = f" ({setting} = {start})" if setting else ""
+        reason = f"ports below {start} need privilege{where}, and this process lacks it ({err})"
+        lower = f", lower {setting}" if setting else ""
+        advice = f"{platform.privilege_remedy(system)}{lower}, or use a port of {start} or above"
+    elif hint:
+        reason = (f"the system refuses port {port} ({err}): it lies in an excluded port range (Hyper-V, "
+                  "WinNAT), or another socket holds it exclusively")
+        advice = f"list the excluded ranges with '{hint}' and pick a port outside them"
+    else:
+        reason = f"the bind is refused ({err}) although port {port} is not privileged: a security policy " \
+                 "(SELinux, AppArmor, a seccomp or cgroup BPF hook) forbids it"
+        advice = "check the security policy that applies to this program, or pick another port"
+    return Diagnosis("permission", reason, advice)
+
+
+def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], udp: bool,
+            system: str | None) -> Diagnosis:
+    order = sorted(live, key=lambda r: (r.get("state") != "LISTEN", not r.get("pid")))
+    first = order[0]
+    state = state_name(first)
+    reason = _owned(first)
+    if len(live) > 1:
+        reason += f" (and {_plural(len(live) - 1, 'more socket')})"
+    who = f"PID {first['pid']} ({first.get('process') or '?'})" if first.get("pid") else "that process"
+    reuseport = by_option.get("SO_REUSEPORT", {})
+    if reuseport.get("ok"):
+        return Diagnosis("reuseport group", reason + ", set up with SO_REUSEPORT: a SO_REUSEPORT bind succeeds",
+                         "to share the port, set SO_REUSEPORT on the new server too (the kernel allows it "
+                         "only to the same user, and spreads new connections over the group); "
+                         f"otherwise stop {who} or pick another port")
+    if by_option.get("SO_REUSEADDR", {}).get("ok") and platform.reuseaddr_passes_time_wait(system):
+        # Linux and BSD let a SO_REUSEADDR listener start beside connections (not listeners) whose
+        # sockets had SO_REUSEADDR too: the old server's workers may keep serving meanwhile.
+        return Diagnosis("in use", reason + "; a bind with SO_REUSEADDR succeeds now",
+                         "set SO_REUSEADDR on the server socket before bind(), as 'sockdiag listen' does, and "
+                         f"it can start beside that connection; or stop {who}")
+    if state == "LISTEN":
+        advice = f"stop {who} (an old instance of the server?), or pick another port"
+    elif first.get("remote_address"):
+        advice = f"stop {who} or wait until its connection closes, or pick another port"
+    else:
+        advice = f"stop {who}, or pick another port"
+    if udp and any(a.get("ok") is None for a in by_option.values()):
+        advice += ("; SO_REUSEADDR/SO_REUSEPORT binds were not tried: on UDP they would join the port "
+                   "and could take datagrams meant for it")
+    return Diagnosis("in use", reason, advice)
+
+
+def _time_wait(closing: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], expires_s: float | None,
+               system: str | None) -> Diagnosis:
+    counts = count_states(closing)
+    n_tw = counts.pop("TIME_WAIT", 0)
+    wait = _seconds(expires_s, system)
+    reason = f"{_plural(n_tw, 'socket')} in TIME_WAIT" if n_tw else "no socket in TIME_WAIT"
+    if expires_s is not None:
+        reason += f", {'the last ' if n_tw > 1 else ''}expiring in {wait}"
+    if counts:
+        reason += " and " + ", ".join(f"{n} {state}" for state, n in counts.items()) + " (closed by their programs)"
+    reason += ", nothing live"
+    passes = [name for name in ("SO_REUSEADDR", "SO_REUSEPORT") if by_option.get(name, {}).get("ok")]
+    rule = platform.reuseaddr_passes_time_wait(system)
+    if rule is None:  # Windows: SO_REUSEADDR is no remedy there
+        return Diagnosis("time-wait only", reason,
+                         f"wait {wait} for them to expire; do not set SO_REUSEADDR to get past them: on this "
+                         "system it would also let a server bind a port that is really in use")
+    if "SO_REUSEADDR" in passes:
+        return Diagnosis("time-wait only", reason + "; a bind with SO_REUSEADDR succeeds now",
+                         "set SO_REUSEADDR on the server socket before bind(), as 'sockdiag listen' does, "
+                         f"and it can bind now; or wait {wait}")
+    if passes:
+        return Diagnosis("time-wait only", reason + "; a bind with SO_REUSEPORT succeeds now (the old server had "
+                                                    "set it), one with SO_REUSEADDR does not",
+                         f"set SO_REUSEPORT as the old server did (same user), or wait {wait}; and make the "
+                         "server set SO_REUSEADDR so later restarts do not hit this")
+    reason += "; not even a SO_REUSEADDR bind passes them"
+    if rule == "own":
+        reason += (" (the old server had not set SO_REUSEADDR: here it passes a TIME_WAIT socket only if that "
+                   "socket's own server had set it too)")
+    return Diagnosis("time-wait only", reason,
+                     f"wait {wait}, and make the server set SO_REUSEADDR so the next restart does not hit this")
+
+
+# --- pure: Linux context ------------------------------------------------------------------------
+
+def _range_text(text: str | None) -> tuple[int, int] | None:
+    try:
+        low, high = (int(part) for part in (text or "").split())
+    except ValueError:
+        return None
+    return low, high
+
+
+def _reserved(text: str | None, port: int) -> bool:
+    try:
+        return bool(text and text.strip()) and port in parse_ports(text.strip())
+    except PortSpecError:
+        return False
+
+
+def linux_context(port: int, udp: bool, sysctl: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    """(label, text) lines on the kernel settings that matter to this port; none off Linux."""
+    lines = []
+    span = _range_text(sysctl.get("net/ipv4/ip_local_port_range"))
+    if span:
+        low, high = span
+        text = f"{low}-{high}: {port} is "
+        if not low <= port <= high:
+            text += "outside it"
+        elif _reserved(sysctl.get("net/ipv4/ip_local_reserved_ports"), port):
+            text += "inside it, but reserved (net.ipv4.ip_local_reserved_ports), so connects never take it"
+        else:
+            text += ("inside it: an outgoing connection may take it at any time (pick a port outside the "
+                     "range, or list it in net.ipv4.ip_local_reserved_ports)")
+        lines.append(("ephemeral ports", text))
+    start = sysctl.get("net/ipv4/ip_unprivileged_port_start")
+    if start and start.isdigit() and port < int(start):
+        lines.append(("privileged", f"ports below {start} need root or CAP_NET_BIND_SERVICE "
+                                    "(net.ipv4.ip_unprivileged_port_start)"))
+    if udp:
+        return lines
+    reuse = sysctl.get("net/ipv4/tcp_tw_reuse")
+    if reuse is not None:
+        mode = {"0": "off", "1": "on", "2": "loopback only"}.get(reuse, "?")
+        lines.append(("tcp_tw_reuse", f"{reuse} ({mode}): lets outgoing connect()s reuse a local port still in "
+                                      "TIME_WAIT; it does nothing for bind()"))
+    fin = sysctl.get("net/ipv4/tcp_fin_timeout")
+    if fin is not None:
+        lines.append(("tcp_fin_timeout", f"{fin} s: how long an orphaned connection may stay in FIN_WAIT2; it "
+                                         "does not shorten TIME_WAIT, fixed at 60 s"))
+    return lines
+
+
+CONTEXT_SYSCTLS = ("net/ipv4/ip_local_port_range", "net/ipv4/ip_local_reserved_ports",
+                   "net/ipv4/ip_unprivileged_port_start", "net/ipv4/tcp_tw_reuse", "net/ipv4/tcp_fin_timeout")
+
+
+# --- pure: output -------------------------------------------------------------------------------
+
+ATTEMPT_COLUMNS = [("option", "OPTION"), ("result", "RESULT"), ("errno", "ERRNO")]
+WRAP_WIDTH = 100  # text report lines; a fixed width keeps the output the same in a pipe and a terminal
+HOLDER_COLUMNS = [("proto", "PROTO"), ("local", "LOCAL"), ("remote", "REMOTE"), ("state", "STATE"),
+                  ("pid", "PID"), ("process", "PROCESS"), ("expires_s", "EXPIRES_S")]
+
+
+def _result(attempt: Mapping[str, Any]) -> str:
+    return {True: "ok", False: "failed", None: "not tried"}[attempt.get("ok")]
+
+
+def text_report(report: Mapping[str, Any], diagnosis: Diagnosis, *, target: Target,
+                context: Sequence[tuple[str, str]] = (), others: int = 0, note: str | None = None,
+                timers: Mapping[tuple, float] | None = None) -> list[str]:
+    """The report for people: a verdict block, then the attempts, holders and context tables."""
+    head = [("port", f"{report['port']}/{report['proto']}"), ("address", target.label or target.address),
+            ("verdict", diagnosis.verdict.upper()), ("reason", diagnosis.reason), ("advice", diagnosis.advice)]
+    if note:
+        head.append(("warning", note))
+    lines = _labelled(head, "")
+    lines += ["", "bind attempts (throw-away sockets, closed at once, never listening):"]
+    rows = [{"option": a["option"], "result": _result(a), "errno": a.get("errno")} for a in report["attempts"]]
+    lines += ["  " + line for line in render.text_table(rows, ATTEMPT_COLUMNS)]
+    holders = report["holders"]
+    lines.append("")
+    if holders is None:
+        lines.append("holders: unknown (the socket table could not be read)")
+    else:
+        counts = ", ".join(f"{n} {state}" for state, n in count_states(holders).items())
+        lines.append(f"holders: {len(holders)} ({counts})" if holders else "holders: none")
+        table = [{"proto": row.get("proto"), "local": format_hostport(row.get("local_address"), row.get("local_port")),
+                  "remote": format_hostport(row.get("remote_address"), row.get("remote_port"))
+                  if row.get("remote_address") else None,
+                  "state": state_name(row), "pid": row.get("pid"), "process": row.get("process"),
+                  "expires_s": row_timer(row, timers or {})} for row in holders]
+        lines += ["  " + line for line in render.text_table(table, HOLDER_COLUMNS)] if table else []
+    if others:
+        verb = "uses" if others == 1 else "use"
+        lines.append(f"  ({_plural(others, 'other socket')} {verb} port {report['port']} on addresses not in the way)")
+    if context:
+        lines += ["", "context:"] + _labelled(context, "  ")
+    return lines
+
+
+def _labelled(pairs: Sequence[tuple[str, str]], indent: str) -> list[str]:
+    """'label  text' lines, labels padded to one width, long texts wrapped under the text column."""
+    width = max(len(label) for label, _ in pairs)
+    lines = []
+    for label, text in pairs:
+        first = f"{indent}{label.ljust(width)}  "
+        lines += textwrap.wrap(text, WRAP_WIDTH, initial_indent=first, subsequent_indent=" " * len(first),
+                               break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
+    return lines
+
+
+def csv_report(report: Mapping[str, Any]) -> list[str]:
+    """One CSV row with the JSON keys; attempts as 'plain=EADDRINUSE SO_REUSEADDR=ok', holders as a count."""
+    flat = dict(report)
+    flat["attempts"] = " ".join(f"{a['option']}={'ok' if a['ok'] else (a['errno'] or 'not-tried')}"
+                                for a in report["attempts"])
+    flat["holders"] = None if report["holders"] is None else len(report["holders"])
+    return render.csv_lines([flat], JSON_KEYS)
