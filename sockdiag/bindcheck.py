@@ -100,13 +100,11 @@ def run_attempts(target: Target, port: int, udp: bool, options: Sequence[str], b
 
 def _read_rows(udp: bool) -> list[dict] | None:
     """The socket table rows (sockdiag.states), or None when the OS refuses to show it."""
-    import psutil
-
     from sockdiag import states
 
     try:
         return states.socket_rows("udp" if udp else "tcp")
-    except psutil.AccessDenied:
+    except states.psutil.AccessDenied:  # evaluated only on an exception: Linux never imports psutil
         return None
 
 

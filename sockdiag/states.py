@@ -94,11 +94,17 @@ def row_from_conn(conn, names: ProcessNames) -> dict:
 
 
 def socket_rows(kind: str = "inet") -> list[dict]:
-    """All sockets of psutil kind `kind` ('inet', 'tcp', 'udp', 'unix', 'all', ...) as rows.
+    """All sockets of psutil kind `kind` ('inet', 'tcp', 'udp', 'unix', 'all', ...) as rows, read
+    the way `states` reads them: /proc on Linux (no psutil import), psutil elsewhere.
 
-    Always through psutil. May raise psutil.AccessDenied (macOS without root); callers decide
-    how to fall back (`states` lists per-process sockets instead, see _collect_psutil).
+    On the psutil path it may raise psutil.AccessDenied (macOS without root); callers decide how
+    to fall back (`states` lists per-process sockets instead, see _collect_psutil).
     """
+    from sockdiag import platform
+
+    if platform.socket_table_source() == "procfs":
+        protos = PSUTIL_KINDS[kind]
+        return [dict(zip(ROW_KEYS, row)) for row in _collect_procfs(protos, True).rows if row[PROTO] in protos]
     names = ProcessNames()
     return [row_from_conn(conn, names) for conn in _psutil().net_connections(kind=kind)]
 
