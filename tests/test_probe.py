@@ -449,11 +449,8 @@ def test_rate_and_concurrency_are_split_between_shards():
     assert [(s.config.rate, s.concurrency) for s in sc.shards] == [(25, 25)] * 4
 
 
-needs_fork = pytest.mark.skipif(not platform.probe_forks(), reason="process shards need fork (Linux)")
-
-
-@needs_fork
-def test_process_shards_stop_on_ctrl_c_and_report_what_they_found(monkeypatch):
+def ctrl_c_once_a_port_is_open(monkeypatch) -> None:
+    """Make Scanner.wait raise KeyboardInterrupt (a Ctrl-C) as soon as one port is known open."""
     original = Scanner.wait
 
     def interrupted_once_open_found(self, timeout):
@@ -463,6 +460,14 @@ def test_process_shards_stop_on_ctrl_c_and_report_what_they_found(monkeypatch):
         return finished
 
     monkeypatch.setattr(Scanner, "wait", interrupted_once_open_found)
+
+
+needs_fork = pytest.mark.skipif(not platform.probe_forks(), reason="process shards need fork (Linux)")
+
+
+@needs_fork
+def test_process_shards_stop_on_ctrl_c_and_report_what_they_found(monkeypatch):
+    ctrl_c_once_a_port_is_open(monkeypatch)
     with listeners(1) as (port,), unanswered_port() as silent:
         r = probe("--workers", "2", "-t", "30", "127.0.0.1", spec(sorted([port, silent])))
     assert r.status == 130
@@ -711,15 +716,7 @@ def test_closed_stdout_ends_quietly_and_closes_sockets(counting):
 
 
 def test_ctrl_c_prints_what_was_found_and_exits_130(monkeypatch, counting):
-    original = Scanner.wait
-
-    def interrupted_once_open_found(self, timeout):
-        finished = original(self, timeout)
-        if self.counts()["open"]:
-            raise KeyboardInterrupt
-        return finished
-
-    monkeypatch.setattr(Scanner, "wait", interrupted_once_open_found)
+    ctrl_c_once_a_port_is_open(monkeypatch)
     with listeners(1) as (port,), unanswered_port() as silent:
         r = probe("-t", "30", "127.0.0.1", spec(sorted([port, silent])))
     assert r.status == 130
