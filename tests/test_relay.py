@@ -403,7 +403,14 @@ def test_terminal_stdin_exits_when_the_peer_closes():
 
 def test_closed_stdout_ends_quietly():
     def server(conn):
-        conn.sendall(os.urandom(2_000_000))
+        # More than the socket buffers hold, so the client usually quits while this still sends.
+        # The client leaving mid-send is the case under test, not a server failure: whether the
+        # send ends in EPIPE/ECONNRESET or completes depends only on scheduling.
+        try:
+            conn.sendall(os.urandom(2_000_000))
+        except (BrokenPipeError, ConnectionResetError):
+            return "client gone"
+        return "all sent"
 
     with one_connection_server(server) as (port, _):
         with Proc(["connect", "127.0.0.1", str(port)]) as client:
