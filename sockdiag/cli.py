@@ -1,4 +1,5 @@
-"""The command line: build_parser() (side-effect free; argparse-manpage imports it) and main().
+"""The command line: build_parser() (side-effect free; argparse-manpage imports it), main() and
+dispatch to the command packages.
 
 main() is the ONE place where exceptions become a one-line message and an exit status.
 Command modules, argparse and psutil are imported lazily: `sockdiag --version` imports none of
@@ -12,21 +13,44 @@ from collections.abc import Sequence
 
 from sockdiag import __version__
 
-# subcommand -> "module:function"; the function takes (args, env) and returns an exit status.
+# subcommand -> (the options module:function that adds its subparser, the "module:function" that
+# runs it). The run function takes (args, env) and returns an exit status. Both load lazily.
 COMMANDS = {
-    "listen": "sockdiag.relay:run_listen",
-    "connect": "sockdiag.relay:run_connect",
-    "probe": "sockdiag.probe:run",
-    "states": "sockdiag.states:run",
-    "bindcheck": "sockdiag.bindcheck:run",
+    "listen": ("sockdiag.relay.options:add_listen", "sockdiag.relay.command:run_listen"),
+    "connect": ("sockdiag.relay.options:add_connect", "sockdiag.relay.command:run_connect"),
+    "probe": ("sockdiag.probe.options:add_probe", "sockdiag.probe.command:run"),
+    "states": ("sockdiag.states.options:add_states", "sockdiag.states.command:run"),
+    "bindcheck": ("sockdiag.bindcheck.options:add_bindcheck", "sockdiag.bindcheck.command:run"),
 }
 
 
-def build_parser():
-    """The complete argparse parser (defined in sockdiag.options). No side effects."""
-    from sockdiag.options import build_parser as _build
+def _resolve(spec: str):
+    import importlib
 
-    return _build()
+    module_name, _, func_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def build_parser():
+    """The complete argparse parser: each command's options from its own package. No side effects
+    (argparse-manpage imports this to build the man page)."""
+    import argparse
+
+    from sockdiag.cmdline import PROG, Parser, common
+    from sockdiag.core.status import EXIT_STATUS_HELP
+
+    epilog = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_STATUS_HELP) + (
+        "\n\nRun 'sockdiag COMMAND --help' for a command's options; 'man sockdiag' for examples.")
+    parser = Parser(prog=PROG, description="Socket diagnostics: a netcat-style relay, a connect scanner, "
+                                           "the socket table and a bind/TIME_WAIT diagnosis in one tool.",
+                    epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for add_options, _run in COMMANDS.values():
+        _resolve(add_options)(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None, env=None) -> int:
@@ -38,7 +62,7 @@ def main(argv: Sequence[str] | None = None, env=None) -> int:
         from sockdiag.env import Env
 
         env = Env.from_process()
-    from sockdiag.options import OUTPUT_STREAMS, ParserExit
+    from sockdiag.cmdline import OUTPUT_STREAMS, ParserExit
 
     token = OUTPUT_STREAMS.set((env.stdout, env.stderr))
     try:
@@ -78,17 +102,13 @@ def _final_flush(env) -> None:
 
 
 def _dispatch(args, env) -> int:
-    import importlib
-
-    module_name, _, func_name = COMMANDS[args.command].partition(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(args, env))
+    return int(_resolve(COMMANDS[args.command][1])(args, env))
 
 
 def _run(args, env) -> int:
     """Run the chosen command; translate every failure into one stderr line and a status."""
-    from sockdiag.errors import SockdiagError
-    from sockdiag.status import ExitStatus
+    from sockdiag.core.errors import SockdiagError
+    from sockdiag.core.status import ExitStatus
 
     try:
         status = _dispatch(args, env)
@@ -120,8 +140,8 @@ def _run(args, env) -> int:
 
 def _describe_oserror(exc: OSError):
     from sockdiag import platform
-    from sockdiag.errors import status_for_errno_name
-    from sockdiag.status import ExitStatus
+    from sockdiag.core.errors import status_for_errno_name
+    from sockdiag.core.status import ExitStatus
 
     if exc.errno is None:
         return str(exc) or type(exc).__name__, ExitStatus.FAILURE

@@ -16,8 +16,11 @@ import sys
 import psutil
 import pytest
 
-from sockdiag import bindcheck, bindverdict, platform, states
-from sockdiag.status import ExitStatus
+from sockdiag import platform
+from sockdiag.bindcheck import command as bindcheck
+from sockdiag.core import bindverdict
+from sockdiag.platform import socktable
+from sockdiag.core.status import ExitStatus
 from tests.conftest import ROOT, run_main, run_module, wait_until
 
 _counter = itertools.count(1)
@@ -27,7 +30,7 @@ WINDOWS = platform.SYSTEM == platform.WINDOWS
 
 def _table_readable() -> bool:
     try:
-        states.socket_rows("tcp")
+        socktable.socket_rows("tcp")
     except psutil.AccessDenied:
         return False
     return True
@@ -65,7 +68,7 @@ def check(*argv: str):
 
 
 def rows_on(addr: str, port: int) -> list[dict]:
-    return [row for row in states.socket_rows("tcp")
+    return [row for row in socktable.socket_rows("tcp")
             if row["local_port"] == port and bindverdict._ip_key(row["local_address"]) == bindverdict._ip_key(addr)]
 
 
@@ -155,7 +158,7 @@ def test_port_held_by_our_listener_names_pid_and_process(addr):
     assert report["verdict"] == "in use"
     name = psutil.Process().name()
     (holder,) = [h for h in report["holders"] if h["state"] == "LISTEN"]
-    assert list(holder) == list(states.ROW_KEYS)
+    assert list(holder) == list(socktable.ROW_KEYS)
     assert holder["pid"] == os.getpid() and holder["process"] == name
     assert attempts_by_option(report)["plain"] == (False, "EADDRINUSE")
     assert f"LISTEN socket of PID {os.getpid()} ({name})" in flat(text)
@@ -423,7 +426,7 @@ def test_unreadable_socket_table_warns_and_still_answers(monkeypatch, addr):
     def access_denied(kind="inet"):
         raise psutil.AccessDenied()
 
-    monkeypatch.setattr(states, "socket_rows", access_denied)
+    monkeypatch.setattr(socktable, "socket_rows", access_denied)
     port = free_port(addr)
     status, report, err = check("-b", addr, str(port))
     assert status == ExitStatus.OK and report["verdict"] == "free"

@@ -1,5 +1,5 @@
 """bindcheck's pure parts: the /proc/net/tcp parser, holder selection, the verdict on every OS
-(emulated through platform's system= values), the Linux context lines and the CSV flattening."""
+(emulated through platform.bind_rules(system)), the Linux context lines and the CSV flattening."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockdiag import bindcheck, bindverdict, platform
-from sockdiag.bindverdict import Target, decide, in_the_way, linux_context, parse_proc_net_tcp
+from sockdiag import platform
+from sockdiag.bindcheck import command as bindcheck
+from sockdiag.core import bindverdict
+from sockdiag.core.bindverdict import Target, decide, in_the_way, linux_context, parse_proc_net_tcp
 
 # Real lines (trimmed at the inode) from /proc/net/tcp and tcp6 on x86-64 (little-endian).
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
@@ -145,10 +147,15 @@ def test_count_states_most_frequent_first():
 
 # --- the verdict, per OS --------------------------------------------------------------------------
 
-def verdict(attempts, holders, system="linux", **kw):
+def rules_of(system, unprivileged_start=None):
+    """`system`'s rules; the privileged-port limit only where a test names it (None: no limit)."""
+    return platform.bind_rules(system)._replace(unprivileged_start=unprivileged_start)
+
+
+def verdict(attempts, holders, system="linux", unprivileged_start=None, **kw):
     kw.setdefault("port", 8080)
     kw.setdefault("address", "127.0.0.1")
-    return decide(attempts, holders, system=system, **kw)
+    return decide(attempts, holders, rules=rules_of(system, unprivileged_start), **kw)
 
 
 @pytest.mark.parametrize("system", ["linux", "darwin", "win32"])
@@ -331,7 +338,7 @@ def test_windows_errno_names_feed_the_same_verdict(system, code):
     name = platform.errno_name(code, system)
     options = platform.bind_attempt_options(system)
     attempts = [attempt(option, False, name) for option in options]
-    assert decide(attempts, [LISTENER], port=8080, address="0.0.0.0", system=system).verdict == "in use"
+    assert decide(attempts, [LISTENER], port=8080, address="0.0.0.0", rules=rules_of(system)).verdict == "in use"
 
 
 def test_run_attempts_with_windows_options_and_udp_skips():
@@ -418,7 +425,7 @@ def test_csv_is_one_row_of_the_json_keys():
 
 def test_text_report_shows_verdict_tables_and_warning():
     diagnosis = decide(REPORT["attempts"], REPORT["holders"], port=8080, address="127.0.0.1", expires_s=41.5,
-                       system="linux")
+                       rules=rules_of("linux"))
     timers = {bindverdict._conn_key("127.0.0.1", 8080, "127.0.0.1", 50000): 41.5}
     lines = bindverdict.text_report(REPORT, diagnosis, target=V4, context=[("tcp_tw_reuse", "2")],
                                   others=2, note=platform.reuseaddr_note("win32"), timers=timers)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from sockdiag import __version__, cli
-from sockdiag.errors import SockdiagError, TimeoutFailure
-from sockdiag.status import ExitStatus
+from sockdiag.core.errors import SockdiagError, TimeoutFailure
+from sockdiag.core.status import ExitStatus
 from tests.conftest import run_module
 
 

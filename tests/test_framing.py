@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sockdiag.errors import SockdiagError
-from sockdiag.framing import (LENGTH_LIMIT, FrameDecoder, FrameError, LineSplitter, encode)
-from sockdiag.status import ExitStatus
+from sockdiag.core.errors import SockdiagError
+from sockdiag.core.framing import (LENGTH_LIMIT, FrameDecoder, FrameError, LineSplitter, encode)
+from sockdiag.core.status import ExitStatus
 
 payloads = st.lists(st.binary(max_size=300), max_size=20)
 

@@ -1,4 +1,4 @@
-"""platform.py: per-OS errno values and socket options, including emulated Windows and macOS."""
+"""sockdiag.platform: per-OS errno values and socket options, including emulated Windows and macOS."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import socket
 import pytest
 
 from sockdiag import platform
-from sockdiag.errors import from_oserror
-from sockdiag.status import ExitStatus
+from sockdiag.platform.errnos import from_oserror
+from sockdiag.core.status import ExitStatus
 
 REFUSED = {"linux": 111, "darwin": 61, "win32": 10061}
 

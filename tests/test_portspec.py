@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from sockdiag.portspec import (PortSpecError, format_hostport, format_ranges, parse_hostport, parse_port,
+from sockdiag.core.portspec import (PortSpecError, format_hostport, format_ranges, parse_hostport, parse_port,
                                parse_ports)
 
 SERVICES = {"ssh": 22, "http": 80, "https": 443}.get
@@ -109,7 +109,7 @@ bogus\t\tx/tcp
 
 
 def test_parse_services_first_name_wins_per_proto():
-    from sockdiag.portspec import parse_services
+    from sockdiag.core.portspec import parse_services
 
     assert parse_services(SERVICES_TEXT, "tcp") == {1: "tcpmux", 22: "ssh", 80: "http"}
     assert parse_services(SERVICES_TEXT, "udp") == {53: "domain"}

@@ -17,10 +17,11 @@ import threading
 
 import pytest
 
-from sockdiag import platform, scanner
-from sockdiag.probe import Output
-from sockdiag.scanner import Host, Jobs, ScanConfig
-from sockdiag.scanpool import Scanner
+from sockdiag import platform
+from sockdiag.probe import scanner
+from sockdiag.probe.command import Output
+from sockdiag.probe.scanner import Host, Jobs, ScanConfig
+from sockdiag.probe.pool import Scanner
 from tests.conftest import ROOT, make_env, run_main
 
 LINUX = platform.SYSTEM == platform.LINUX

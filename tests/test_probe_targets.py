@@ -7,9 +7,9 @@ import ipaddress
 import pytest
 from hypothesis import given, strategies as st
 
-from sockdiag.portspec import PortSpecError, parse_ports
-from sockdiag.probe import printable
-from sockdiag.targets import MAX_BLOCK, TargetError, block_address, parse_targets
+from sockdiag.core.portspec import PortSpecError, parse_ports
+from sockdiag.probe.command import printable
+from sockdiag.core.targets import MAX_BLOCK, TargetError, block_address, parse_targets
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from sockdiag import platform
-from sockdiag.status import ExitStatus
+from sockdiag.core.status import ExitStatus
 from tests.conftest import has_ipv6_loopback, wait_until
 from tests.test_relay_support import (TIMEOUT, Proc, ThreadedMain, module_env, one_connection_server,
                                       recv_all, recv_exactly)

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from sockdiag import relay_access, servers
-from sockdiag.status import ExitStatus
+from sockdiag.relay import access as relay_access, servers
+from sockdiag.core.status import ExitStatus
 from tests.conftest import wait_until
 from tests.test_relay_support import TIMEOUT, Proc, ThreadedMain, recv_all
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from sockdiag.status import ExitStatus
+from sockdiag.core.status import ExitStatus
 from tests.test_relay_support import TIMEOUT, ThreadedMain
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from sockdiag.render import render, text_table
+from sockdiag.core.render import render, text_table
 
 COLUMNS = [("proto", "Proto"), ("local", "Local Address"), ("pid", "PID")]
 ROWS = [

@@ -18,13 +18,16 @@ import time
 import psutil
 import pytest
 
-from sockdiag import platform, procnet, sockview, states
-from sockdiag.states import ROW_KEYS
+from sockdiag import platform
+from sockdiag.core import sockview
+from sockdiag.platform import procnet, socktable
+from sockdiag.states import command as states
+from sockdiag.core.sockview import ROW_KEYS
 from tests.conftest import ROOT, has_ipv6_loopback, make_env, run_main, wait_until
 
 ME = os.getpid()
 MY_NAME = psutil.Process().name()
-FAST_PATH = platform.socket_table_source() == "procfs"
+FAST_PATH = socktable.socket_table_source() == "procfs"
 
 
 
@@ -36,7 +39,7 @@ class Held:
 
 
 def _tcp_rows(port: int, state: str) -> list[tuple]:
-    rows = states.collect({"tcp"}, with_pids=False).rows
+    rows = socktable.collect({"tcp"}, with_pids=False).rows
     return [r for r in rows if r[3] == port and r[6] == state]
 
 
@@ -289,7 +292,7 @@ def fake_collect(frames):
     frames = iter(frames)
 
     def collect_rows(protos, with_pids, **owners_of):
-        return states.Snapshot(list(next(frames)), ["something is hidden"])
+        return socktable.Snapshot(list(next(frames)), ["something is hidden"])
     return collect_rows
 
 
@@ -303,7 +306,7 @@ def watch(argv, frames, clock=None, **flags):
 
 
 def states_args(argv):
-    from sockdiag.options import build_parser
+    from sockdiag.cli import build_parser
 
     return build_parser().parse_args(["states", *argv])
 
@@ -373,7 +376,7 @@ def test_watch_ctrl_c_ends_with_status_0(held, monkeypatch):
 
 @pytest.fixture
 def psutil_source(monkeypatch):
-    monkeypatch.setattr(platform, "socket_table_source", lambda system=None: "psutil")
+    monkeypatch.setattr(socktable, "socket_table_source", lambda system=None: "psutil")
 
 
 def test_psutil_path_lists_the_same_rows(held, psutil_source):
@@ -436,7 +439,7 @@ def test_unreadable_table_is_exit_4(monkeypatch):
     def refuse(protos, with_pids=True, **kwargs):
         raise PermissionError(13, "Permission denied", "/proc/net/tcp")
 
-    monkeypatch.setattr(platform, "socket_table_source", lambda system=None: "procfs")
+    monkeypatch.setattr(socktable, "socket_table_source", lambda system=None: "procfs")
     monkeypatch.setattr(procnet, "read_rows", refuse)
     r = run_main(["states", "-t"])
     assert r.status == 4 and r.err == "sockdiag: read /proc/net/tcp: permission denied (EACCES)\n"
@@ -444,7 +447,7 @@ def test_unreadable_table_is_exit_4(monkeypatch):
 
 def test_unattributed_sockets_warn_like_netstat(monkeypatch):
     rows = [A, C, A[:7] + (None, None)]
-    monkeypatch.setattr(platform, "socket_table_source", lambda system=None: "procfs")
+    monkeypatch.setattr(socktable, "socket_table_source", lambda system=None: "procfs")
     monkeypatch.setattr(procnet, "read_rows", lambda protos, with_pids=True, **kw: (list(rows), 7))
     r = run_main(["states", "-t"])
     assert r.status == 0 and "warning: 7 processes could not be inspected" in r.err and "PID '-'" in r.err

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockdiag import platform, procnet, sockview, states
+from sockdiag import platform
+from sockdiag.core import sockview
+from sockdiag.platform import procnet, socktable
+from sockdiag.states import command as states
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 UNIX_HEADER = "Num       RefCount Protocol Flags    Type St Inode Path\n"
@@ -176,7 +179,7 @@ def test_decode_ipv6(address):
 
 # --- the same rows as psutil, on real sockets ----------------------------------------------------
 
-linux_only = pytest.mark.skipif(platform.socket_table_source() != "procfs", reason="the /proc fast path is Linux only")
+linux_only = pytest.mark.skipif(socktable.socket_table_source() != "procfs", reason="the /proc fast path is Linux only")
 
 
 @linux_only
@@ -213,20 +216,20 @@ def test_fast_path_does_not_import_psutil():
 
 
 def test_socket_table_source_per_os():
-    assert platform.socket_table_source(platform.LINUX) == "procfs"
-    assert platform.socket_table_source(platform.DARWIN) == "psutil"
-    assert platform.socket_table_source(platform.WINDOWS) == "psutil"
-    assert platform.socket_table_source("freebsd13") == "psutil"
-    assert "sudo" in platform.socket_table_denied_hint(platform.DARWIN)
-    assert "Administrator" in platform.socket_table_denied_hint(platform.WINDOWS)
-    assert "root" in platform.socket_table_denied_hint("openbsd7")
+    assert socktable.socket_table_source(platform.LINUX) == "procfs"
+    assert socktable.socket_table_source(platform.DARWIN) == "psutil"
+    assert socktable.socket_table_source(platform.WINDOWS) == "psutil"
+    assert socktable.socket_table_source("freebsd13") == "psutil"
+    assert "sudo" in socktable.socket_table_denied_hint(platform.DARWIN)
+    assert "Administrator" in socktable.socket_table_denied_hint(platform.WINDOWS)
+    assert "root" in socktable.socket_table_denied_hint("openbsd7")
 
 
 def test_psutil_kind_is_the_smallest_cover():
-    assert states.psutil_kind({"tcp"}) == "tcp4"
-    assert states.psutil_kind({"tcp", "tcp6"}) == "tcp"
-    assert states.psutil_kind({"tcp", "udp"}) == "inet4"
-    assert states.psutil_kind({"tcp", "udp6"}) == "inet"
-    assert states.psutil_kind({"tcp6", "unix"}) == "all"
-    assert states.psutil_kind(set(sockview.PROTOS)) == "all"
+    assert socktable.psutil_kind({"tcp"}) == "tcp4"
+    assert socktable.psutil_kind({"tcp", "tcp6"}) == "tcp"
+    assert socktable.psutil_kind({"tcp", "udp"}) == "inet4"
+    assert socktable.psutil_kind({"tcp", "udp6"}) == "inet"
+    assert socktable.psutil_kind({"tcp6", "unix"}) == "all"
+    assert socktable.psutil_kind(set(sockview.PROTOS)) == "all"
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockdiag import sockview
-from sockdiag.options import STATE_NAMES, _state_name
-from sockdiag.sockview import ROW_KEYS
+from sockdiag.core import sockview
+from sockdiag.states.options import STATE_NAMES, state_name as _state_name
+from sockdiag.core.sockview import ROW_KEYS
 
 ME = 4242
 

@@ -1,6 +1,6 @@
 """`sockdiag probe HOST PORTS`: the concurrent connect scanner (like nmap -sT, nc -z).
 
-This module parses and resolves targets, sizes the engine (sockdiag.scanner) from the open-file
+This module parses and resolves targets, sizes the engine (probe.scanner) from the open-file
 limit and the CPUs, and prints results in job order as they become final.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import socket
 
 from sockdiag import platform
-from sockdiag.errors import SockdiagError, UsageError
-from sockdiag.portspec import parse_ports
-from sockdiag.scanner import ERROR, FILTERED, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs, ScanConfig
-from sockdiag.scanpool import Scanner
-from sockdiag.status import ExitStatus
-from sockdiag.targets import TargetSpec, parse_targets
+from sockdiag.core.errors import SockdiagError, UsageError
+from sockdiag.core.portspec import parse_ports
+from sockdiag.probe.scanner import ERROR, FILTERED, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs, ScanConfig
+from sockdiag.probe.pool import Scanner
+from sockdiag.core.status import ExitStatus
+from sockdiag.core.targets import TargetSpec, parse_targets
 
 KEYS = ("host", "port", "proto", "state", "service", "rtt_ms", "errno")
 BANNER_BYTES = 512
@@ -158,7 +158,7 @@ class Output:
         # banners and errno names line up after the service names (most are under 12 characters)
         self.detail_column = self.host_width + 2 + 5 + 2 + 3 + 2 + self.state_width + 2 + 12
         if self.fmt != "text":  # lazily: json, csv and typing cost start-up time text output does not need
-            from sockdiag.render import csv_lines, json_line
+            from sockdiag.core.render import csv_lines, json_line
 
             self._csv_lines, self._json_line = csv_lines, json_line
         if self.fmt == "csv":

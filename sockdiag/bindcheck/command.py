@@ -2,7 +2,7 @@
 TIME_WAIT timers, and a verdict in plain words.
 
 This module does the I/O (resolving -b, the throw-away binds, reading the socket table and the
-Linux TIME_WAIT timers); the reasoning and the reports are pure, in sockdiag.bindverdict.
+Linux TIME_WAIT timers); the reasoning and the reports are pure, in core.bindverdict.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sockdiag import platform, render
-from sockdiag.bindverdict import (CONTEXT_SYSCTLS, JSON_KEYS, Target, _ip_key, _result, csv_report, decide,
+from sockdiag import platform
+from sockdiag.core import render
+from sockdiag.core.bindverdict import (CONTEXT_SYSCTLS, JSON_KEYS, Target, _ip_key, _result, csv_report, decide,
                                   linux_context, parse_proc_net_tcp, row_timer, select_holders, text_report,
                                   time_wait_timers)
-from sockdiag.errors import PermissionFailure, SockdiagError, UsageError, from_oserror
-from sockdiag.portspec import format_hostport
-from sockdiag.status import ExitStatus
+from sockdiag.core.errors import PermissionFailure, SockdiagError, UsageError
+from sockdiag.platform.errnos import from_oserror
+from sockdiag.core.portspec import format_hostport
+from sockdiag.core.status import ExitStatus
 
 # --- I/O ----------------------------------------------------------------------------------------
 
@@ -99,12 +101,12 @@ def run_attempts(target: Target, port: int, udp: bool, options: Sequence[str], b
 
 
 def _read_rows(udp: bool) -> list[dict] | None:
-    """The socket table rows (sockdiag.states), or None when the OS refuses to show it."""
-    from sockdiag import states
+    """The socket table rows (platform.socktable, as `states` reads them), or None when the OS refuses to show it."""
+    from sockdiag.platform import socktable
 
     try:
-        return states.socket_rows("udp" if udp else "tcp")
-    except states.psutil.AccessDenied:  # evaluated only on an exception: Linux never imports psutil
+        return socktable.socket_rows("udp" if udp else "tcp")
+    except socktable.psutil.AccessDenied:  # evaluated only on an exception: Linux never imports psutil
         return None
 
 
@@ -116,7 +118,7 @@ def _read_timers() -> dict[tuple, float]:
 
 
 def _public_row(row: Mapping[str, Any]) -> dict:
-    from sockdiag.states import ROW_KEYS
+    from sockdiag.core.sockview import ROW_KEYS
 
     return {key: row.get(key) for key in ROW_KEYS}
 
@@ -138,7 +140,7 @@ def run(args, env) -> int:
     expiries = [t for t in (row_timer(row, timers) for row in holders) if t is not None]
     expires_s = round(max(expiries), 1) if expiries else None
     diagnosis = decide(attempts, None if rows is None else holders, port=port, address=target.address,
-                       expires_s=expires_s, udp=udp, unprivileged_start=platform.unprivileged_port_start())
+                       expires_s=expires_s, udp=udp, rules=platform.bind_rules())
     report = {"port": port, "address": target.address, "proto": "udp" if udp else "tcp",
               "verdict": diagnosis.verdict, "attempts": attempts,
               "holders": None if rows is None else [_public_row(row) for row in holders],

@@ -9,7 +9,7 @@ LineSplitter is the other half of --frame mode: stdin lines in, with a bound on 
 
 from __future__ import annotations
 
-from sockdiag.errors import SockdiagError
+from sockdiag.core.errors import SockdiagError
 
 HEADER_SIZE = 4
 LENGTH_LIMIT = 2**32 - 1  # the largest length a 4-byte header can express

@@ -12,13 +12,15 @@ import select
 import selectors
 import socket
 
-from sockdiag import framing, platform
-from sockdiag.errors import SockdiagError, TimeoutFailure, from_oserror
-from sockdiag.portspec import format_hostport
-from sockdiag.relay import bind_source, listen_candidates, open_listener, resolve, source_addresses
-from sockdiag.relay_io import StdoutSink, open_stdin
-from sockdiag.relay_access import format_peer, peer_parts
-from sockdiag.status import ExitStatus
+from sockdiag import platform
+from sockdiag.core import framing
+from sockdiag.core.errors import SockdiagError, TimeoutFailure
+from sockdiag.platform.errnos import from_oserror
+from sockdiag.core.portspec import format_hostport
+from sockdiag.relay.endpoints import bind_source, listen_candidates, open_listener, resolve, source_addresses
+from sockdiag.relay.stdio import StdoutSink, open_stdin
+from sockdiag.relay.access import format_peer, peer_parts
+from sockdiag.core.status import ExitStatus
 
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header bytes)
 RECEIVE_SIZE = 65535

@@ -1,6 +1,7 @@
 """PURE (bindcheck's reasoning): the /proc/net/tcp parser, which sockets are in the way, the
 verdict with its advice, and the text/CSV reports. Values in, values out: no sockets, no files;
-per-OS rules come from platform's functions that take a `system`, so every OS is testable here.
+per-OS rules arrive as a BindRules value (platform.bind_rules(system) builds one), so every OS
+is testable here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sockdiag import platform, render
-from sockdiag.portspec import PortSpecError, format_hostport, parse_ports
+from sockdiag.core import render
+from sockdiag.core.portspec import PortSpecError, format_hostport, parse_ports
 
 VERDICTS = ("free", "in use", "time-wait only", "reuseport group", "permission", "address not available",
             "error")
@@ -36,6 +37,17 @@ class Target(NamedTuple):
     dualstack: bool = False
     scope_id: int = 0
     label: str = ""
+
+
+class BindRules(NamedTuple):
+    """The OS facts a verdict depends on (platform.bind_rules() gives the running system's)."""
+
+    time_wait_seconds: int | None  # how long TIME_WAIT lasts by default; None: unknown
+    reuseaddr_passes_time_wait: str | None  # "own", "any", or None (Windows: no remedy)
+    unprivileged_start: int | None  # lowest port bindable without privilege; None: none privileged
+    unprivileged_setting: str | None  # the setting that moves that limit (Linux sysctl), if any
+    privilege_remedy: str  # how a server gets the right to bind a privileged port
+    reserved_ports_hint: str | None  # Windows: the command listing excluded port ranges
 
 
 class Diagnosis(NamedTuple):
@@ -192,18 +204,18 @@ def _where(row: Mapping[str, Any]) -> str:
     return local
 
 
-def _seconds(expires_s: float | None, system: str | None) -> str:
+def _seconds(expires_s: float | None, rules: BindRules) -> str:
     if expires_s is not None:
         return f"~{max(1, math.ceil(expires_s))} s"
-    default = platform.time_wait_seconds(system)
+    default = rules.time_wait_seconds
     return f"up to {default} s" if default else "until they expire"
 
 
 def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str, Any]] | None, *, port: int,
            address: str, expires_s: float | None = None, udp: bool = False,
-           system: str | None = None, unprivileged_start: int | None = None) -> Diagnosis:
-    """The verdict from what the real binds showed and who holds the port. Pure: `system` and
-    `unprivileged_start` (platform.unprivileged_port_start) let tests emulate other OSes."""
+           rules: BindRules) -> Diagnosis:
+    """The verdict from what the real binds showed and who holds the port. Pure: `rules`
+    (platform.bind_rules(system)) let tests emulate other OSes."""
     by_option = {a["option"]: a for a in attempts}
     plain = by_option["plain"]
     live = [row for row in holders or () if not _is_closing(row)]
@@ -218,14 +230,14 @@ def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str,
         return Diagnosis("address not available", f"{address} is not an address of this host (EADDRNOTAVAIL)",
                          "bind one of this host's addresses, or leave out -b to check all interfaces")
     if err in ("EACCES", "EPERM") and not live:
-        return _permission(port, err, system, unprivileged_start)
+        return _permission(port, err, rules)
     if err not in ("EADDRINUSE", "EACCES", "EPERM"):
         return Diagnosis("error", f"a plain bind fails: {err}",
                          "see the errno; bindcheck knows no common cause for it")
     if live:
-        return _in_use(live, by_option, udp, system)
+        return _in_use(live, by_option, udp, rules)
     if closing:
-        return _time_wait(closing, by_option, expires_s, system)
+        return _time_wait(closing, by_option, expires_s, rules)
     if holders is None:
         reason = "the port is taken, but the socket table could not be read, so the holder is unknown"
         return Diagnosis("in use", reason, "run bindcheck as root to see who holds it")
@@ -236,14 +248,13 @@ def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str,
                      "without listening (a server still starting, a client with a fixed source port)")
 
 
-def _permission(port: int, err: str, system: str | None, start: int | None) -> Diagnosis:
-    setting = platform.unprivileged_port_setting(system)
-    hint = platform.reserved_ports_hint(system)
+def _permission(port: int, err: str, rules: BindRules) -> Diagnosis:
+    start, setting, hint = rules.unprivileged_start, rules.unprivileged_setting, rules.reserved_ports_hint
     if start is not None and port < start:
         where = f" ({setting} = {start})" if setting else ""
         reason = f"ports below {start} need privilege{where}, and this process lacks it ({err})"
         lower = f", lower {setting}" if setting else ""
-        advice = f"{platform.privilege_remedy(system)}{lower}, or use a port of {start} or above"
+        advice = f"{rules.privilege_remedy}{lower}, or use a port of {start} or above"
     elif hint:
         reason = (f"the system refuses port {port} ({err}): it lies in an excluded port range (Hyper-V, "
                   "WinNAT), or another socket holds it exclusively")
@@ -256,7 +267,7 @@ def _permission(port: int, err: str, system: str | None, start: int | None) -> D
 
 
 def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], udp: bool,
-            system: str | None) -> Diagnosis:
+            rules: BindRules) -> Diagnosis:
     order = sorted(live, key=lambda r: (r.get("state") != "LISTEN", not r.get("pid")))
     first = order[0]
     state = state_name(first)
@@ -270,7 +281,7 @@ def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping],
                          "to share the port, set SO_REUSEPORT on the new server too (the kernel allows it "
                          "only to the same user, and spreads new connections over the group); "
                          f"otherwise stop {who} or pick another port")
-    if by_option.get("SO_REUSEADDR", {}).get("ok") and platform.reuseaddr_passes_time_wait(system):
+    if by_option.get("SO_REUSEADDR", {}).get("ok") and rules.reuseaddr_passes_time_wait:
         # Linux and BSD let a SO_REUSEADDR listener start beside connections (not listeners) whose
         # sockets had SO_REUSEADDR too: the old server's workers may keep serving meanwhile.
         return Diagnosis("in use", reason + "; a bind with SO_REUSEADDR succeeds now",
@@ -289,10 +300,10 @@ def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping],
 
 
 def _time_wait(closing: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], expires_s: float | None,
-               system: str | None) -> Diagnosis:
+               rules: BindRules) -> Diagnosis:
     counts = count_states(closing)
     n_tw = counts.pop("TIME_WAIT", 0)
-    wait = _seconds(expires_s, system)
+    wait = _seconds(expires_s, rules)
     reason = f"{_plural(n_tw, 'socket')} in TIME_WAIT" if n_tw else "no socket in TIME_WAIT"
     if expires_s is not None:
         reason += f", {'the last ' if n_tw > 1 else ''}expiring in {wait}"
@@ -300,7 +311,7 @@ def _time_wait(closing: Sequence[Mapping[str, Any]], by_option: Mapping[str, Map
         reason += " and " + ", ".join(f"{n} {state}" for state, n in counts.items()) + " (closed by their programs)"
     reason += ", nothing live"
     passes = [name for name in ("SO_REUSEADDR", "SO_REUSEPORT") if by_option.get(name, {}).get("ok")]
-    rule = platform.reuseaddr_passes_time_wait(system)
+    rule = rules.reuseaddr_passes_time_wait
     if rule is None:  # Windows: SO_REUSEADDR is no remedy there
         return Diagnosis("time-wait only", reason,
                          f"wait {wait} for them to expire; do not set SO_REUSEADDR to get past them: on this "

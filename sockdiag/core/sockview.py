@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from sockdiag.portspec import format_hostport
+from sockdiag.core.portspec import format_hostport
 
 ROW_KEYS = ("proto", "family", "local_address", "local_port", "remote_address", "remote_port",
             "state", "pid", "process")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sockdiag.errors import UsageError
+from sockdiag.core.errors import UsageError
 
 MIN_PORT, MAX_PORT = 1, 65535
 ServiceLookup = Callable[[str], "int | None"]

@@ -1,7 +1,7 @@
 """The scan engine: non-blocking connects, thousands in flight, exactly one socket per attempt.
 
 Jobs are (host, port) pairs numbered 0..total-1 (host-major). A Shard takes every step-th job
-and runs them with its own poller (epoll on Linux) and sockets; sockdiag.scanpool runs a few
+and runs them with its own poller (epoll on Linux) and sockets; probe.pool runs a few
 shards side by side and merges their results in job order through each shard's watermark
 (every job of the shard below it is finished).
 
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from sockdiag import platform
-from sockdiag.errors import SockdiagError
+from sockdiag.core.errors import SockdiagError
 
 try:  # the C socket type under socket.socket: no Python-level __init__/close per attempt, which
     from _socket import socket as _raw_socket  # is ~8% of a one-thread full loopback scan
@@ -35,7 +35,7 @@ STATES = (OPEN, OPEN_FILTERED, CLOSED, FILTERED, UNREACHABLE, ERROR)
 
 _BATCH = 512  # launches between two polls: results flow, and a stop request is seen quickly
 _MAX_WAIT = 0.1  # longest poll while idle, so a stop request (Ctrl-C) is seen quickly
-_REPORT_EVERY = 0.05  # how often a shard in a process of its own reports (see scanpool)
+_REPORT_EVERY = 0.05  # how often a shard in a process of its own reports (see probe.pool)
 
 
 class ScanConfig:

@@ -15,9 +15,11 @@ import os
 import selectors
 import socket
 
-from sockdiag import framing, platform
-from sockdiag.errors import SockdiagError, TimeoutFailure, from_oserror
-from sockdiag.relay_io import CHUNK, StdinSource, StdoutSink, open_stdin, wait_writable
+from sockdiag import platform
+from sockdiag.core import framing
+from sockdiag.core.errors import SockdiagError, TimeoutFailure
+from sockdiag.platform.errnos import from_oserror
+from sockdiag.relay.stdio import CHUNK, StdinSource, StdoutSink, open_stdin, wait_writable
 
 ZERO_COPY_CHUNK = platform.RELAY_PIPE_SIZE  # one splice/sendfile call moves at most this much
 _UNSUPPORTED = frozenset({"EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ESPIPE", "EXDEV"})

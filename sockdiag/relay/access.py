@@ -7,8 +7,8 @@ import ipaddress
 import shutil
 
 from sockdiag import platform
-from sockdiag.errors import UsageError
-from sockdiag.portspec import format_hostport
+from sockdiag.core.errors import UsageError
+from sockdiag.core.portspec import format_hostport
 
 
 def peer_parts(sockaddr) -> tuple[str, int]:

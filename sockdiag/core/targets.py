@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from sockdiag.errors import UsageError
+from sockdiag.core.errors import UsageError
 
 MAX_BLOCK = 1 << 16  # a /16 of IPv4 (or a /112 of IPv6): the largest block without --force
 MAX_FORCED_BLOCK = 1 << 24  # even with --force: a /8; beyond that a scan never ends

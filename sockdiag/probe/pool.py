@@ -20,9 +20,9 @@ from collections import deque
 from collections.abc import Callable
 
 from sockdiag import platform
-from sockdiag.errors import SockdiagError
-from sockdiag.scanner import STATES, Jobs, Result, ScanConfig, Shard
-from sockdiag.status import ExitStatus
+from sockdiag.core.errors import SockdiagError
+from sockdiag.probe.scanner import STATES, Jobs, Result, ScanConfig, Shard
+from sockdiag.core.status import ExitStatus
 
 _STOP_GRACE = 10.0  # seconds a stopped shard process gets to close its sockets and report
 

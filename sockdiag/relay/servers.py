@@ -17,11 +17,12 @@ import socket
 import subprocess
 import threading
 
-from sockdiag import framing, platform
-from sockdiag.errors import from_oserror
-from sockdiag.relay_access import AccessList, format_peer, peer_parts
-from sockdiag.relay_io import StdoutSink, open_stdin
-from sockdiag.status import ExitStatus
+from sockdiag import platform
+from sockdiag.core import framing
+from sockdiag.platform.errnos import from_oserror
+from sockdiag.relay.access import AccessList, format_peer, peer_parts
+from sockdiag.relay.stdio import StdoutSink, open_stdin
+from sockdiag.core.status import ExitStatus
 
 CLIENT_CHUNK = 64 * 1024  # one recv per ready client; also the most an echo client may owe
 STDIN_HIGH_WATER = 1024 * 1024  # stop reading stdin while a client owes more than this

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sockdiag.status import ExitStatus
+from sockdiag.core.status import ExitStatus
 
 
 class SockdiagError(Exception):
@@ -42,16 +42,3 @@ def status_for_errno_name(name: str) -> ExitStatus:
     if name == "ETIMEDOUT":
         return ExitStatus.TIMEOUT
     return ExitStatus.FAILURE
-
-
-def from_oserror(action: str, exc: OSError) -> SockdiagError:
-    """Turn an OSError into a one-line SockdiagError: `ACTION: description (ENAME)`."""
-    from sockdiag import platform  # platform imports socket; keep errors cheap to import
-
-    if exc.errno is None:
-        text = str(exc) or type(exc).__name__
-        if isinstance(exc, TimeoutError):
-            return TimeoutFailure(f"{action}: timed out")
-        return SockdiagError(f"{action}: {text}")
-    name = platform.errno_name(exc.errno)
-    return SockdiagError(f"{action}: {platform.describe(exc.errno)}", status_for_errno_name(name))

@@ -1,7 +1,7 @@
 """The local ends of a relay: stdin as something a selector can wait on, stdout as a sink.
 
 With the process's real descriptors (Env.real_fds) on POSIX, stdin is its own fd and data moves
-with os.read / os.write (or splice/sendfile, see relay_stream). Otherwise (tests with BytesIO,
+with os.read / os.write (or splice/sendfile, see relay.stream). Otherwise (tests with BytesIO,
 or Windows, whose select() takes sockets only) a thread copies stdin into a socketpair, so the
 relay loops only ever wait on descriptors.
 """

@@ -1,0 +1,1 @@
+"""bindcheck: the bind / TIME_WAIT / SO_REUSEADDR diagnosis (options and the I/O; verdicts in core)."""

@@ -1,0 +1,58 @@
+"""The options of `sockdiag listen` and `sockdiag connect` (argparse; no side effects)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sockdiag.cmdline import bytes_size, common, family, port, port_or_zero, positive_int, seconds
+
+def _stream_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by connect and listen."""
+    family(parser)
+    parser.add_argument("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    parser.add_argument("-i", "--idle-timeout", type=seconds, metavar="SEC",
+                        help="end a connection that moved no data for SEC seconds")
+    parser.add_argument("--no-shutdown", action="store_true",
+                        help="keep the write side open after stdin EOF (no half-close)")
+    parser.add_argument("--frame", action="store_true",
+                        help="message mode: each stdin line is sent as one frame with a 4-byte big-endian "
+                             "length prefix; each received frame is printed as one line")
+    parser.add_argument("--max-frame", type=bytes_size, default=16 * 1024 * 1024, metavar="BYTES",
+                        help="largest frame accepted in --frame mode (default 16M)")
+    parser.add_argument("--raw", action="store_true",
+                        help="UDP: send each read chunk of stdin as a datagram instead of each line")
+
+
+def add_listen(sub) -> None:
+    p = sub.add_parser("listen", help="listen on PORT and relay stdin/stdout (like nc -l)",
+                       description="Listen on PORT and relay between the connection and stdin/stdout, "
+                                   "like 'nc -l'. Without -k, serve one connection and exit when it ends.")
+    p.add_argument("port", type=port_or_zero, metavar="PORT", help="port to listen on (0: any free port)")
+    p.add_argument("-b", "--bind", metavar="ADDR", help="address to bind (default: all interfaces, dual-stack)")
+    p.add_argument("-k", "--keep-open", action="store_true", help="serve many clients, concurrently")
+    p.add_argument("--max-clients", type=positive_int, metavar="N", help="with -k: at most N clients at once")
+    p.add_argument("--echo", action="store_true", help="echo server: send each client back what it sent")
+    p.add_argument("--exec", dest="exec_cmd", metavar="CMD",
+                   help="run CMD (no shell) per connection with the socket as its stdin/stdout")
+    p.add_argument("--sh-exec", dest="sh_exec", metavar="CMD", help="like --exec, through /bin/sh -c")
+    p.add_argument("--allow", action="append", default=[], metavar="CIDR",
+                   help="accept clients only from CIDR (repeatable); also permits --exec on a public address")
+    p.add_argument("--deny", action="append", default=[], metavar="CIDR", help="refuse clients from CIDR (repeatable)")
+    _stream_options(p)
+    common(p)
+
+
+def add_connect(sub) -> None:
+    p = sub.add_parser("connect", help="connect to HOST PORT and relay stdin/stdout (like nc HOST PORT)",
+                       description="Connect to HOST PORT and relay between the connection and stdin/stdout, "
+                                   "like 'nc HOST PORT'. On stdin EOF the write side is shut down and the reply "
+                                   "is still printed.")
+    p.add_argument("host", metavar="HOST", help="host name, IPv4 or IPv6 address")
+    p.add_argument("port", type=port, metavar="PORT", help="port number or service name")
+    p.add_argument("-w", "--timeout", type=seconds, metavar="SEC", help="connect timeout (exit 3 when it expires)")
+    p.add_argument("-s", "--source", metavar="ADDR", help="local address to connect from")
+    p.add_argument("-p", "--source-port", type=port, metavar="PORT", help="local port to connect from")
+    p.add_argument("--wait", type=seconds, default=1.0, metavar="SEC",
+                   help="UDP: how long to wait for replies after stdin EOF (default 1)")
+    _stream_options(p)
+    common(p)

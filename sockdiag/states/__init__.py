@@ -1,0 +1,1 @@
+"""states: the socket table command (options and command entry; the readers are in platform)."""

@@ -1,0 +1,164 @@
+"""The `states` command: the socket table with states and owning processes (I/O at the edge).
+
+Row keys (also the JSON Lines keys, in this order): proto, family, local_address, local_port,
+remote_address, remote_port, state, pid, process. The rows come from platform.socktable (/proc
+on Linux, psutil elsewhere); filtering, sorting, the summary and the text layout are pure
+functions in core.sockview.
+"""
+
+from __future__ import annotations
+
+from sockdiag.core import sockview
+from sockdiag.core.sockview import LPORT, PID, STATE
+from sockdiag.platform import socktable
+from sockdiag.platform.socktable import collect
+
+ROW_KEYS = sockview.ROW_KEYS
+WATCH_KEYS = ("change",) + ROW_KEYS
+
+
+# --- the command --------------------------------------------------------------------------------
+
+_UNOWNED = ("TIME_WAIT", "SYN_RECV")  # owned by the kernel, not a process: no PID even for root
+
+
+class _Query:
+    """What the command line asks for: which rows, in which order, shown how."""
+
+    def __init__(self, args):
+        self.protos = sockview.protocols(args.tcp, args.udp, args.unix, args.family)
+        self.filters = {"listening": args.listening, "states": args.state, "port": args.port,
+                        "pid": args.pid, "process": args.process}
+        self.sort = args.sort
+        self.summary = args.summary
+        self.output = args.output
+        # The summary needs no owners unless it filters by them: it skips the /proc/*/fd walk.
+        self.with_pids = not args.summary or args.pid is not None or args.process is not None
+
+    def snapshot(self, collect_rows=collect) -> tuple[list[tuple], list[str], frozenset]:
+        """(selected rows, warnings, listening ports before filtering)."""
+        snap = collect_rows(self.protos, self.with_pids, pid=self.filters["pid"], process=self.filters["process"])
+        rows, warnings = snap.rows, list(snap.warnings)
+        listening = frozenset(r[LPORT] for r in rows if r[STATE] == "LISTEN") if self.summary else frozenset()
+        rows = sockview.select(rows, **self.filters)
+        if self.sort:
+            rows = sockview.sort_rows(rows, self.sort)
+        # Like netstat -p: say why some PIDs are '-', but only if a listed socket could have one.
+        if snap.uninspected and self.with_pids and any(r[PID] is None and r[STATE] not in _UNOWNED for r in rows):
+            warnings.append(f"{snap.uninspected} processes could not be inspected (their /proc/PID/fd is not "
+                            f"readable), so their sockets show PID '-'; {socktable.socket_table_denied_hint()}")
+        return rows, warnings, listening
+
+
+def run(args, env) -> int:
+    """`sockdiag states`: print the socket table (or its summary), once or every --watch SEC."""
+    from sockdiag.core.status import ExitStatus
+
+    query = _Query(args)
+    if args.watch:
+        return watch(query, env, args.watch)
+    rows, warnings, listening = query.snapshot()
+    for warning in warnings:
+        env.warn(warning)
+    if query.summary:
+        _write(env, _summary_lines(rows, listening, query.output))
+    else:
+        _write(env, _table_lines(rows, query.output))
+    return ExitStatus.OK
+
+
+def _write(env, lines: list[str]) -> None:
+    """All lines in one write: 20,000 rows cost one system call, not 20,000."""
+    if lines:
+        env.write("\n".join(lines) + "\n")
+
+
+def _table_lines(rows: list[tuple], output: str, header: bool = True) -> list[str]:
+    if output == "text":
+        return sockview.text_lines(rows, header)
+    from sockdiag.core import render  # json, csv and typing: 6 ms of start-up text output skips
+
+    dicts = [dict(zip(ROW_KEYS, row)) for row in rows]
+    if output == "json":
+        return [render.json_line(d, ROW_KEYS) for d in dicts]
+    return render.csv_lines(dicts, ROW_KEYS, header)
+
+
+def _summary_lines(rows: list[tuple], listening: frozenset, output: str) -> list[str]:
+    summary = sockview.summarize(rows, listening)
+    if output == "text":
+        return sockview.summary_text(summary)
+    from sockdiag.core import render
+
+    return list(render.render(summary, [(k, k) for k in sockview.SUMMARY_KEYS], output))
+
+
+# --- --watch ------------------------------------------------------------------------------------
+
+_CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen: what watch(1) does between frames
+
+
+def watch(query: _Query, env, interval: float, *, collect_rows=collect, sleep=None, frames: int | None = None) -> int:
+    """Redraw every `interval` seconds (env.clock), marking appeared (+) and disappeared (-)
+    sockets since the previous frame; Ctrl-C ends with status 0. `sleep` and `frames` let tests
+    run frames without real waiting. JSON/CSV print the first frame whole, then only changes."""
+    import time
+
+    from sockdiag.core.status import ExitStatus
+
+    sleep = sleep or time.sleep
+    start = due = env.clock()
+    previous: list[tuple] | None = None
+    warned: set[str] = set()
+    count = 0
+    try:
+        while True:
+            rows, warnings, listening = query.snapshot(collect_rows)
+            for warning in warnings:
+                if warning not in warned:
+                    warned.add(warning)
+                    env.warn(warning)
+            _write(env, _watch_frame(query, env, rows, listening, previous, env.clock() - start))
+            env.flush()
+            previous, count = rows, count + 1
+            if frames is not None and count >= frames:
+                break
+            now = env.clock()
+            due = max(due + interval, now)  # a frame that overran starts the cadence again
+            sleep(due - now)
+    except KeyboardInterrupt:
+        pass
+    return ExitStatus.OK
+
+
+def _watch_frame(query: _Query, env, rows, listening, previous, elapsed: float) -> list[str]:
+    text, first = query.output == "text", previous is None
+    if query.summary:
+        lines = _summary_lines(rows, listening, query.output)
+        if not text:
+            return lines
+        return _frame_title(env, f"[{elapsed:.1f}s] {len(rows)} sockets", first) + lines
+    appeared, gone = ([], []) if first else sockview.changes(previous, rows)
+    if text:
+        title = f"[{elapsed:.1f}s] {len(rows)} sockets"
+        if not first:
+            title += f", {len(appeared)} appeared (+), {len(gone)} disappeared (-)"
+        frame = sockview.marked(rows, appeared, gone)
+        return _frame_title(env, title, first) + sockview.marked_text_lines(frame)
+    if first:
+        stream = [(None, row) for row in rows]
+    else:
+        stream = [("+", row) for row in appeared] + [("-", row) for row in gone]
+    from sockdiag.core import render
+
+    dicts = [dict(zip(WATCH_KEYS, (mark,) + row)) for mark, row in stream]
+    if query.output == "json":
+        return [render.json_line(d, WATCH_KEYS) for d in dicts]
+    return render.csv_lines(dicts, WATCH_KEYS, header=first)
+
+
+def _frame_title(env, title: str, first: bool) -> list[str]:
+    """A terminal gets its screen cleared before each frame; a pipe gets frames a blank line apart."""
+    if env.stdout_isatty:
+        return [_CLEAR + title]
+    return [title] if first else ["", title]
