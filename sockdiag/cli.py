@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None, env=None) -> int:
         finally:
             OUTPUT_STREAMS.reset(token)
         env.verbosity, env.debug = args.verbose or 0, bool(args.debug)
+        env.command = args.command
         return _run(args, env)
     finally:
         _final_flush(env)
@@ -80,8 +81,10 @@ def main(argv: Sequence[str] | None = None, env=None) -> int:
 
 def _print_version(env) -> int:
     line = f"sockdiag {__version__}\n".encode()
-    stream = env.stdout if env is not None else sys.stdout.buffer
+    stream = env.stdout if env is not None else getattr(sys.stdout, "buffer", None)
     try:
+        if stream is None:  # stdout closed (`>&-`)
+            raise OSError(9, "Bad file descriptor")
         stream.write(line)
         stream.flush()
     except BrokenPipeError:
@@ -89,6 +92,14 @@ def _print_version(env) -> int:
             from sockdiag.env import Env
 
             Env.from_process().silence_stdout()
+    except OSError as exc:  # a full disk (>/dev/full) or a closed stdout: one line, status 1
+        from sockdiag.env import STDOUT_NAME, Env
+
+        env = env or Env.from_process()
+        message, status = _describe_oserror(OSError(exc.errno, exc.strerror, STDOUT_NAME))
+        env.error(message)
+        env.silence_stdout()
+        return status
     return 0
 
 
@@ -120,16 +131,21 @@ def _run(args, env) -> int:
         env.silence_stdout()
         return ExitStatus.OK
     except KeyboardInterrupt:
-        env.error("interrupted")
+        env.note("interrupted")
         return ExitStatus.INTERRUPTED
     except SockdiagError as exc:
         _debug_trace(env)
-        env.error(exc.message)
+        hint = f"Try 'sockdiag {args.command} --help'." if exc.status == ExitStatus.USAGE else None
+        env.error(exc.message, hint)
         return exc.status
     except OSError as exc:
+        from sockdiag.env import STDOUT_NAME
+
         _debug_trace(env)
         message, status = _describe_oserror(exc)
         env.error(message)
+        if exc.filename == STDOUT_NAME:  # buffered data must not fail again at interpreter exit
+            env.silence_stdout()
         return status
     except Exception as exc:  # a bug: one line, the traceback only with --debug
         _debug_trace(env)

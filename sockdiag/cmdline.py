@@ -13,7 +13,7 @@ import argparse
 import contextvars
 import sys
 
-from sockdiag.core.portspec import PortSpecError, parse_port
+from sockdiag.core.portspec import PortSpecError, host_syntax_error, parse_port
 
 PROG = "sockdiag"
 
@@ -51,8 +51,36 @@ class Parser(argparse.ArgumentParser):
             self._print_message(message, sys.stderr)
         raise ParserExit(status)
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but unknown arguments are reported by the subcommand they follow."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(namespace, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            self.exit(2, usage_error_lines(prog, f"unrecognized arguments: {' '.join(extras)}"))
+        return namespace
+
+    def error(self, message):
+        """A usage error in the one shape every command uses: `sockdiag CMD: error: ...`, one hint
+        line, exit 2 (argparse's default prints the whole usage block first)."""
+        self.exit(2, usage_error_lines(self.prog, message))
+
+
+def usage_error_lines(prog: str, message: str) -> str:
+    """`PROG: error: MESSAGE` and the hint line, as the Parser and cli print usage errors."""
+    return f"{prog}: error: {' '.join(message.split())}\nTry '{prog} --help'.\n"
+
 
 # --- argument types: turn bad values into usage errors naming the bad part ----------------------
+
+def host(text: str) -> str:
+    """A host name or address: an empty one, or dotted numbers that are no IPv4 address
+    (999.1.1.1), is a usage error here rather than a resolver failure later."""
+    problem = host_syntax_error(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
 
 def port(text: str) -> int:
     from sockdiag.platform import service_port  # lazy: socket import only when parsing a name
@@ -72,44 +100,60 @@ def port_or_zero(text: str) -> int:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+# Every duration and size has a ceiling, checked here, so no value reaches a system call that
+# overflows: poll(2) takes int milliseconds (at most ~24.8 days), select() and socket timeouts
+# a C double that must fit a timeval, and a size turns into an allocation bound.
+MAX_SECONDS = 1_000_000  # about 11.6 days
+MAX_COUNT = 2**31 - 1
+MAX_BYTES = 1024**3  # 1 GiB: a frame is held in memory whole
+
+
 def seconds(text: str) -> float:
+    """A duration: a number of seconds, more than 0 and at most MAX_SECONDS (nan, inf refused)."""
+    allowed = f"allowed: more than 0 and at most {MAX_SECONDS} seconds"
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else float("nan")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"seconds must be a positive number: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r} ({allowed})") from None
+    if not 0 < value <= MAX_SECONDS:  # also false for nan
+        raise argparse.ArgumentTypeError(f"out of range: {text!r} ({allowed})")
     return value
 
 
-def whole_number(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < minimum:
-        rule = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
-        raise argparse.ArgumentTypeError(f"{rule}: {text!r}")
-    return value
+def int_range(minimum: int, maximum: int = MAX_COUNT):
+    """An argparse type: a whole number from `minimum` to `maximum` (ASCII digits only)."""
+
+    def whole_number(text: str) -> int:
+        allowed = f"allowed: {minimum} to {maximum}"
+        body = text.strip()
+        digits = body[1:] if body[:1] in "+-" else body
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r} ({allowed})")
+        value = int(body)
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"out of range: {text!r} ({allowed})")
+        return value
+
+    return whole_number
 
 
-def positive_int(text: str) -> int:
-    return whole_number(text, 1)
-
-
-def count(text: str) -> int:
-    return whole_number(text, 0)
+positive_int = int_range(1)
+count = int_range(0)
 
 
 def bytes_size(text: str) -> int:
-    """A byte count with an optional K/M/G suffix (powers of 1024): 65536, 64K, 16M."""
+    """A byte count with an optional K/M/G suffix (powers of 1024): 65536, 64K, 16M; at most 1G."""
     units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    allowed = "allowed: 1 to 1G, e.g. 65536, 64K, 16M"
     body = text.strip().upper().removesuffix("B").removesuffix("I")
     suffix = body[-1:] if body[-1:] in ("K", "M", "G") else ""
     number = body[: len(body) - len(suffix)]
-    if not (number.isascii() and number.isdigit()) or int(number) < 1:
-        raise argparse.ArgumentTypeError(f"not a positive byte count: {text!r} (e.g. 65536, 64K, 16M)")
-    return int(number) * units[suffix]
+    if not (number.isascii() and number.isdigit()) or len(number) > 30:
+        raise argparse.ArgumentTypeError(f"not a byte count: {text!r} ({allowed})")
+    value = int(number) * units[suffix]
+    if not 1 <= value <= MAX_BYTES:
+        raise argparse.ArgumentTypeError(f"out of range: {text!r} ({allowed})")
+    return value
 
 
 # --- the parser ---------------------------------------------------------------------------------

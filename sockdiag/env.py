@@ -6,6 +6,7 @@ Commands receive an Env instead of touching sys.std* so that tests can pass thei
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -14,6 +15,50 @@ from collections.abc import Callable
 TYPE_CHECKING = False  # typing costs ~3 ms of start-up; annotations are never evaluated at run time
 if TYPE_CHECKING:
     from typing import BinaryIO
+
+
+STDOUT_NAME = "standard output"  # the filename an OSError on stdout carries, for its message
+
+
+class ClosedStream:
+    """Stands in for a standard stream that was closed when sockdiag started (`>&-`): every
+    write fails with EBADF, naming the stream, so the command reports it in one line."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, data) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _open_closed_std_fds() -> set[int]:
+    """Put /dev/null on whichever of fds 0, 1, 2 are closed, so that no socket or pipe opened
+    later takes their number (and is then written to as "stdout", or inherited by an --exec
+    child as its stdin). Returns the fds that were closed."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        try:
+            new = os.open(os.devnull, os.O_RDWR)
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
+        except OSError:
+            pass
+    return closed
 
 
 class Env:
@@ -33,6 +78,7 @@ class Env:
         self.verbosity = verbosity
         self.debug = debug
         self.real_fds = real_fds
+        self.command: str | None = None  # the subcommand, once parsed: names error lines
 
     @classmethod
     def from_process(cls) -> "Env":
@@ -44,10 +90,13 @@ class Env:
             except (ValueError, OSError):
                 return False
 
+        closed = _open_closed_std_fds()
+        # A closed stderr does not stop the work: messages go to /dev/null. A closed stdout is
+        # an error the first time data is written (ClosedStream), not a silent /dev/null.
         return cls(
-            stdin=sys.stdin.buffer if sys.stdin is not None else open(os.devnull, "rb"),
-            stdout=sys.stdout.buffer,
-            stderr=sys.stderr.buffer,
+            stdin=sys.stdin.buffer if sys.stdin is not None and 0 not in closed else open(os.devnull, "rb"),
+            stdout=sys.stdout.buffer if sys.stdout is not None and 1 not in closed else ClosedStream(STDOUT_NAME),
+            stderr=sys.stderr.buffer if sys.stderr is not None and 2 not in closed else open(os.devnull, "wb"),
             stdin_isatty=tty(sys.stdin),
             stdout_isatty=tty(sys.stdout),
             stderr_isatty=tty(sys.stderr),
@@ -58,15 +107,27 @@ class Env:
         """Write data to stdout (text is UTF-8 encoded)."""
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
-        self.stdout.write(data)
+        try:
+            self.stdout.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _named(exc) from None
 
     def print(self, line: str = "") -> None:
         """Write one line of text to stdout."""
         self.write(line + "\n")
 
-    def error(self, message: str) -> None:
-        """Write `sockdiag: MESSAGE` on stderr (one line)."""
-        self._stderr_line(f"sockdiag: {message}")
+    def error(self, message: str, hint: str | None = None) -> None:
+        """Write `sockdiag CMD: error: MESSAGE` on stderr (one line), and at most one hint line."""
+        where = f"sockdiag {self.command}" if self.command else "sockdiag"
+        self._stderr_line(f"{where}: error: {message}")
+        if hint:
+            self._stderr_line(hint)
+
+    def note(self, message: str) -> None:
+        """Write `sockdiag CMD: MESSAGE` on stderr: an ending that is no error (`interrupted`)."""
+        self._stderr_line(f"sockdiag {self.command}: {message}" if self.command else f"sockdiag: {message}")
 
     def warn(self, message: str) -> None:
         """Write `sockdiag: warning: MESSAGE` on stderr."""
@@ -98,8 +159,14 @@ class Env:
             pass  # nowhere left to report to
 
     def flush(self) -> None:
-        """Flush stdout; BrokenPipeError propagates to cli.main, which ends quietly."""
-        self.stdout.flush()
+        """Flush stdout; BrokenPipeError propagates to cli.main, which ends quietly. Any other
+        failure (a full disk: ENOSPC) is an OSError naming standard output."""
+        try:
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _named(exc) from None
 
     def silence_stdout(self) -> None:
         """After a broken pipe: point stdout at /dev/null so interpreter shutdown stays quiet."""
@@ -110,3 +177,10 @@ class Env:
                 os.close(devnull)
             except (OSError, ValueError):
                 pass
+
+
+def _named(exc: OSError) -> OSError:
+    """The same OSError, naming standard output as the file it happened on."""
+    if exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror, STDOUT_NAME)
+    return exc

@@ -393,12 +393,13 @@ def test_ipv6_loopback_with_brackets():
 def test_bad_port_is_usage_error(port):
     r = run_main(["bindcheck", port] if port != "-1" else ["bindcheck", "--", port])
     assert r.status == ExitStatus.USAGE
-    assert "usage:" in r.err and "Traceback" not in r.err
+    assert r.err.startswith("sockdiag bindcheck: error: ") and "Traceback" not in r.err
+    assert r.err.splitlines()[-1] == "Try 'sockdiag bindcheck --help'."
 
 
 def test_empty_address_is_usage_error():
     r = run_main(["bindcheck", "-b", "", "8080"])
-    assert r.status == ExitStatus.USAGE and r.err.startswith("sockdiag: ")
+    assert r.status == ExitStatus.USAGE and r.err.startswith("sockdiag bindcheck: error: ")
 
 
 def test_unknown_host_name_is_one_line(monkeypatch):
@@ -408,7 +409,7 @@ def test_unknown_host_name_is_one_line(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
     r = run_main(["bindcheck", "-b", "no-such-host.invalid", "8080"])
     assert r.status == ExitStatus.FAILURE
-    assert r.err == "sockdiag: bindcheck: cannot resolve 'no-such-host.invalid': name or service not known\n"
+    assert r.err == "sockdiag bindcheck: error: resolve no-such-host.invalid: name or service not known (EAI_NONAME)\n"
 
 
 def test_socket_creation_denied_exits_4(monkeypatch):
@@ -418,7 +419,7 @@ def test_socket_creation_denied_exits_4(monkeypatch):
     monkeypatch.setattr(bindcheck.socket, "socket", denied)
     r = run_main(["bindcheck", "-b", "127.0.0.1", "8080"])
     assert r.status == ExitStatus.PERMISSION
-    assert r.err == "sockdiag: bindcheck: not permitted to create a socket: permission denied (EACCES)\n"
+    assert r.err == "sockdiag bindcheck: error: not permitted to create a socket: permission denied (EACCES)\n"
     assert r.out == b""
 
 

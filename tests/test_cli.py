@@ -46,7 +46,7 @@ def test_every_subcommand_has_help(cli, name):
         pytest.param(["states", "--nope"], "unrecognized arguments", id="unknown-option"),
         pytest.param(["listen", "70000"], "out of range", id="port-70000"),
         pytest.param(["connect", "127.0.0.1", "0"], "out of range", id="port-0"),
-        pytest.param(["connect", "127.0.0.1", "80", "-w", "0"], "positive", id="zero-timeout"),
+        pytest.param(["connect", "127.0.0.1", "80", "-w", "0"], "more than 0", id="zero-timeout"),
         pytest.param(["connect", "127.0.0.1", "nosuchservice"], "unknown port or service", id="bad-service"),
         pytest.param(["probe", "127.0.0.1", "1-2", "-c", "x"], "whole number", id="bad-concurrency"),
         pytest.param(["listen", "1", "--max-frame", "lots"], "byte count", id="bad-max-frame"),
@@ -57,8 +57,11 @@ def test_usage_errors_exit_2_without_traceback(cli, argv, needle):
     r = cli(argv)
     assert r.status == ExitStatus.USAGE
     assert needle in r.err
-    assert "usage:" in r.err
-    assert "Traceback" not in r.err
+    # one shape for every usage error: `sockdiag[ CMD]: error: ...` and one hint line
+    error, hint = r.err.splitlines()
+    prog = "sockdiag" + (f" {argv[0]}" if argv and argv[0] in cli_module().COMMANDS else "")
+    assert error.startswith(f"{prog}: error: ")
+    assert hint == f"Try '{prog} --help'."
     assert r.out == b""
 
 
@@ -79,7 +82,7 @@ def test_build_parser_has_no_side_effects():
     "exc, status, message",
     [
         pytest.param(SockdiagError("connect x:1: connection refused (ECONNREFUSED)"), 1,
-                     "sockdiag: connect x:1: connection refused (ECONNREFUSED)", id="sockdiag-error"),
+                     "sockdiag states: error: connect x:1: connection refused (ECONNREFUSED)", id="sockdiag-error"),
         pytest.param(TimeoutFailure("connect x:1: timed out"), 3, "timed out", id="timeout"),
         pytest.param(PermissionError(13, "Permission denied"), 4, "permission denied (EACCES)", id="eacces"),
         pytest.param(ConnectionRefusedError(111, "refused"), 1, "ECONNREFUSED", id="oserror"),

@@ -670,9 +670,9 @@ def test_unknown_host_among_others_is_a_warning(monkeypatch):
         pytest.param(["10.0.0.0/8", "80"], "--force", id="block-too-big"),
         pytest.param(["127.0.0.300", "80"], "127.0.0.300", id="bad-address"),
         pytest.param(["-6", "127.0.0.1", "80"], "-6", id="family-mismatch"),
-        pytest.param(["127.0.0.1", "80", "--rate", "0"], "at least 1", id="rate-0"),
-        pytest.param(["127.0.0.1", "80", "--timeout=-1"], "positive", id="negative-timeout"),
-        pytest.param(["127.0.0.1", "80", "--retries=-1"], "negative", id="negative-retries"),
+        pytest.param(["127.0.0.1", "80", "--rate", "0"], "allowed: 1 to", id="rate-0"),
+        pytest.param(["127.0.0.1", "80", "--timeout=-1"], "more than 0", id="negative-timeout"),
+        pytest.param(["127.0.0.1", "80", "--retries=-1"], "allowed: 0 to 100", id="negative-retries"),
     ],
 )
 def test_usage_errors_exit_2(argv, needle):
@@ -722,7 +722,7 @@ def test_ctrl_c_prints_what_was_found_and_exits_130(monkeypatch, counting):
         r = probe("-t", "30", "127.0.0.1", spec(sorted([port, silent])))
     assert r.status == 130
     assert r.text.split()[:4] == ["127.0.0.1", str(port), "tcp", "open"]
-    assert r.err.strip().endswith("sockdiag: interrupted")
+    assert r.err.strip().endswith("sockdiag probe: interrupted")
     assert all(s.closes == 1 for s in counting)
 
 

@@ -88,7 +88,7 @@ def test_reset_by_peer_is_one_line_and_status_1(cli):
     with one_connection_server(server) as (port, _):
         r = cli(["connect", "--no-shutdown", "127.0.0.1", str(port)], stdin=b"hello")
     assert r.status == ExitStatus.FAILURE
-    assert r.err == f"sockdiag: receive from 127.0.0.1:{port}: connection reset by peer (ECONNRESET)\n"
+    assert r.err == f"sockdiag connect: error: receive from 127.0.0.1:{port}: connection reset by peer (ECONNRESET)\n"
 
 
 def test_write_to_vanished_peer_is_one_line_and_status_1(cli):
@@ -105,7 +105,7 @@ def test_write_to_vanished_peer_is_one_line_and_status_1(cli):
 def test_connection_refused(cli, free_tcp_port):
     r = cli(["connect", "127.0.0.1", str(free_tcp_port)])
     assert r.status == ExitStatus.FAILURE
-    assert r.err == f"sockdiag: connect 127.0.0.1:{free_tcp_port}: connection refused (ECONNREFUSED)\n"
+    assert r.err == f"sockdiag connect: error: connect 127.0.0.1:{free_tcp_port}: connection refused (ECONNREFUSED)\n"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -129,7 +129,7 @@ def test_unknown_host_is_one_line(cli, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", fail)
     r = cli(["connect", "no-such-host.invalid", "80"])
     assert r.status == ExitStatus.FAILURE
-    assert r.err == "sockdiag: resolve no-such-host.invalid: name or service not known (EAI_NONAME)\n"
+    assert r.err == "sockdiag connect: error: resolve no-such-host.invalid: name or service not known (EAI_NONAME)\n"
 
 
 def test_each_resolved_address_is_tried_in_turn(cli, monkeypatch, free_tcp_port):
@@ -169,7 +169,7 @@ def test_ipv6_literal(cli):
 def test_family_mismatch_is_a_resolution_error(cli):
     r = cli(["connect", "-6", "127.0.0.1", "80"])
     assert r.status == ExitStatus.FAILURE
-    assert r.err.startswith("sockdiag: resolve 127.0.0.1: ")
+    assert r.err.startswith("sockdiag connect: error: resolve 127.0.0.1: ")
 
 
 def test_source_bind_permission_denied_is_status_4(cli, monkeypatch, free_tcp_port):
@@ -179,7 +179,7 @@ def test_source_bind_permission_denied_is_status_4(cli, monkeypatch, free_tcp_po
     monkeypatch.setattr(socket.socket, "bind", deny)
     r = cli(["connect", "-p", "80", "127.0.0.1", str(free_tcp_port)])
     assert r.status == ExitStatus.PERMISSION
-    assert r.err == "sockdiag: bind 0.0.0.0:80: permission denied (EACCES)\n"
+    assert r.err == "sockdiag connect: error: bind 0.0.0.0:80: permission denied (EACCES)\n"
 
 
 @pytest.mark.skipif(not LINUX, reason="relies on Linux dropping SYNs when the accept queue is full")
@@ -200,7 +200,7 @@ def test_connect_timeout_is_status_3(cli):
             for filler in fillers:
                 filler.close()
     assert r.status == ExitStatus.TIMEOUT, r.err
-    assert r.err == f"sockdiag: connect 127.0.0.1:{port}: timed out\n"
+    assert r.err == f"sockdiag connect: error: connect 127.0.0.1:{port}: timed out\n"
 
 
 def test_idle_timeout_is_status_3(cli):
@@ -236,7 +236,7 @@ def test_frame_mode_rejects_hostile_header(cli):
     with one_connection_server(_frames_server(b"\xff\xff\xff\xff")) as (port, _):
         r = cli(["connect", "--frame", "127.0.0.1", str(port)])
     assert r.status == ExitStatus.FAILURE
-    assert r.err == (f"sockdiag: receive from 127.0.0.1:{port}: frame header (ff ff ff ff) announces "
+    assert r.err == (f"sockdiag connect: error: receive from 127.0.0.1:{port}: frame header (ff ff ff ff) announces "
                      "4294967295 bytes, more than the maximum of 16777216\n")
 
 
@@ -289,7 +289,7 @@ def test_listen_address_in_use(cli):
         port = holder.getsockname()[1]
         r = cli(["listen", "-b", "127.0.0.1", str(port)])
     assert r.status == ExitStatus.FAILURE
-    assert r.err == f"sockdiag: listen 127.0.0.1:{port}: address already in use (EADDRINUSE)\n"
+    assert r.err == f"sockdiag listen: error: listen 127.0.0.1:{port}: address already in use (EADDRINUSE)\n"
 
 
 def test_listen_privileged_port_is_status_4(cli, monkeypatch):
@@ -299,7 +299,7 @@ def test_listen_privileged_port_is_status_4(cli, monkeypatch):
     monkeypatch.setattr(socket.socket, "bind", deny)
     r = cli(["listen", "-4", "80"])
     assert r.status == ExitStatus.PERMISSION
-    assert r.err == "sockdiag: listen 0.0.0.0:80: permission denied (EACCES)\n"
+    assert r.err == "sockdiag listen: error: listen 0.0.0.0:80: permission denied (EACCES)\n"
 
 
 @pytest.mark.skipif(not LINUX or not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
@@ -314,7 +314,7 @@ def test_listen_privileged_port_really_denied_for_nobody():
     if b"No module named" in done.stderr:
         pytest.skip("the source tree is not readable by nobody")
     assert done.returncode == ExitStatus.PERMISSION, done.stderr
-    assert done.stderr == b"sockdiag: listen 0.0.0.0:1: permission denied (EACCES)\n"
+    assert done.stderr == b"sockdiag listen: error: listen 0.0.0.0:1: permission denied (EACCES)\n"
 
 
 # --- subprocesses: the zero-copy and copy paths, as a user runs them ------------------------------

@@ -57,7 +57,7 @@ def test_connect_udp_port_unreachable_is_connection_refused(cli):
     port = _free_udp_port()
     r = cli(["connect", "-u", "--wait", "5", "127.0.0.1", str(port)], stdin=b"anyone?\n")
     assert r.status == ExitStatus.FAILURE
-    assert r.err == f"sockdiag: connect 127.0.0.1:{port} (udp): connection refused (ECONNREFUSED)\n"
+    assert r.err == f"sockdiag connect: error: connect 127.0.0.1:{port} (udp): connection refused (ECONNREFUSED)\n"
 
 
 def test_connect_udp_oversized_line(cli, udp_peer):

@@ -215,9 +215,9 @@ def test_sort(held, key):
     [
         pytest.param(["--state", "bogus"], "unknown state 'bogus' (valid: ESTABLISHED, SYN_SENT", id="state"),
         pytest.param(["--port", "70000"], "out of range", id="port"),
-        pytest.param(["--pid", "0"], "must be at least 1", id="pid"),
+        pytest.param(["--pid", "0"], "allowed: 1 to", id="pid"),
         pytest.param(["--sort", "size"], "invalid choice", id="sort"),
-        pytest.param(["--watch", "0"], "positive", id="watch"),
+        pytest.param(["--watch", "0"], "more than 0", id="watch"),
         pytest.param(["-o", "xml"], "invalid choice", id="output"),
     ],
 )
@@ -413,7 +413,7 @@ def test_nothing_listable_is_exit_4(psutil_source, monkeypatch):
     monkeypatch.setattr(psutil, "process_iter", lambda *a, **k: iter([Refusing(), Refusing()]))
     r = run_main(["states"])
     assert r.status == 4 and r.out == b""
-    assert r.err.startswith("sockdiag: cannot list sockets: the system socket table is not readable")
+    assert r.err.startswith("sockdiag states: error: cannot list sockets: the system socket table is not readable")
 
 
 def test_fallback_with_old_psutil_connections_method(psutil_source, monkeypatch):
@@ -442,7 +442,7 @@ def test_unreadable_table_is_exit_4(monkeypatch):
     monkeypatch.setattr(socktable, "socket_table_source", lambda system=None: "procfs")
     monkeypatch.setattr(procnet, "read_rows", refuse)
     r = run_main(["states", "-t"])
-    assert r.status == 4 and r.err == "sockdiag: read /proc/net/tcp: permission denied (EACCES)\n"
+    assert r.status == 4 and r.err == "sockdiag states: error: read /proc/net/tcp: permission denied (EACCES)\n"
 
 
 def test_unattributed_sockets_warn_like_netstat(monkeypatch):

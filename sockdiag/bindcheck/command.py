@@ -36,16 +36,17 @@ def resolve_target(bind: str | None, udp: bool = False) -> Target:
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if not text:
-        raise UsageError("bindcheck: empty address for -b")
+        raise UsageError("empty address for -b")
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
     try:
         infos = socket.getaddrinfo(text, None, socket.AF_UNSPEC, kind, 0, socket.AI_PASSIVE | socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError):
         try:
             infos = socket.getaddrinfo(text, None, socket.AF_UNSPEC, kind, 0, socket.AI_PASSIVE)
-        except (socket.gaierror, UnicodeError) as exc:
-            why = getattr(exc, "strerror", None) or "not resolved"
-            raise SockdiagError(f"bindcheck: cannot resolve {bind!r}: {why.lower()}") from None
+        except socket.gaierror as exc:
+            raise SockdiagError(f"resolve {text}: {platform.describe_gaierror(exc)}") from None
+        except UnicodeError:
+            raise UsageError(f"not a valid host name: {text!r}") from None
     family, _, _, _, sockaddr = infos[0]
     address = sockaddr[0]
     scope = sockaddr[3] if family == socket.AF_INET6 else 0
@@ -72,9 +73,9 @@ def try_bind(target: Target, port: int, sock_type: int, option: str) -> dict:
     except OSError as exc:
         name = platform.errno_name(exc.errno) if exc.errno else ""
         if name in ("EACCES", "EPERM"):
-            raise PermissionFailure(f"bindcheck: not permitted to create a socket: {platform.describe(exc.errno)}") \
+            raise PermissionFailure(f"not permitted to create a socket: {platform.describe(exc.errno)}") \
                 from None
-        raise from_oserror(f"bindcheck: socket for {target.address}", exc) from None
+        raise from_oserror(f"socket for {target.address}", exc) from None
     with sock:
         try:
             if target.dualstack:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from sockdiag.cmdline import common, port
+from sockdiag.cmdline import common, host, port
 
 def add_bindcheck(sub) -> None:
     p = sub.add_parser("bindcheck", help="explain why PORT cannot be bound (in use, TIME_WAIT, permission)",
@@ -14,7 +14,7 @@ def add_bindcheck(sub) -> None:
                                    "address not available. Exit 0 when a plain bind succeeds, 1 when it does "
                                    "not (whatever the verdict), 4 when not even the check is permitted.")
     p.add_argument("port", type=port, metavar="PORT", help="port to check")
-    p.add_argument("-b", "--bind", metavar="ADDR",
+    p.add_argument("-b", "--bind", type=host, metavar="ADDR",
                    help="address to check (default: all interfaces, dual-stack '::' as 'sockdiag listen' binds)")
     p.add_argument("-u", "--udp", action="store_true", help="check a UDP port")
     p.add_argument("-o", "--output", choices=("text", "json", "csv"), default="text",

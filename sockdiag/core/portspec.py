@@ -6,6 +6,7 @@ Service names are resolved through an injected `service_port(name) -> int | None
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 
 from sockdiag.core.errors import UsageError
@@ -133,3 +134,19 @@ def parse_hostport(text: str, service_port: ServiceLookup | None = None) -> tupl
     if ":" in host:
         raise PortSpecError(f"bad address {item!r}: write an IPv6 address as [ADDR]:PORT")
     return host, parse_port(port_text, service_port)
+
+
+def host_syntax_error(text: str) -> str | None:
+    """Why `text` cannot be a host at all (a usage error), or None. Empty, blank, or dotted
+    numbers that are no IPv4 address (999.1.1.1, 10.0.0): resolvers would take those for names."""
+    if not text or not text.strip():
+        return "empty host"
+    if any(ch.isspace() or ord(ch) < 32 for ch in text):
+        return f"not a host name or address: {text!r}"
+    labels = text.rstrip(".").split(".")
+    if len(labels) > 1 and all(label.isascii() and label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            return f"not a valid IPv4 address: {text!r}"
+    return None

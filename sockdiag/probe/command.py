@@ -236,7 +236,7 @@ def _scan(jobs: Jobs, config: ScanConfig, shards: int, out: Output, env) -> int:
     out.rows(rest)  # empty after a complete scan; what was found so far after Ctrl-C or an error
     if interrupted:
         _summary(scanner, jobs, clock() - started, out.proto, env)
-        env.error("interrupted")
+        env.note("interrupted")
         return ExitStatus.INTERRUPTED
     scanner.check()
     _summary(scanner, jobs, clock() - started, out.proto, env)

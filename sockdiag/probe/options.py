@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from sockdiag.cmdline import common, count, family, output, positive_int, seconds
+from sockdiag.cmdline import common, family, int_range, output, seconds
 
 def add_probe(sub) -> None:
     p = sub.add_parser("probe", help="scan TCP (or UDP) ports with concurrent connects (like nmap -sT)",
@@ -13,15 +13,15 @@ def add_probe(sub) -> None:
                    help="name, IPv4/IPv6 address, comma list of those, or CIDR block (at most /16 without --force)")
     p.add_argument("ports", metavar="PORTS", help="e.g. 22,80,443 or 1-1024 or ssh,https; '-' for 1-65535")
     family(p)
-    p.add_argument("-c", "--concurrency", type=positive_int, metavar="N",
+    p.add_argument("-c", "--concurrency", type=int_range(1, 1_000_000), metavar="N",
                    help="connects in flight at once (default: from the open-file limit)")
     p.add_argument("-t", "--timeout", type=seconds, default=1.0, metavar="SEC",
                    help="per-attempt timeout (default 1.0)")
-    p.add_argument("--retries", type=count, default=0, metavar="N",
+    p.add_argument("--retries", type=int_range(0, 100), default=0, metavar="N",
                    help="extra attempts for ports that did not answer within the timeout (default 0, as nc -z; "
                         "add some on lossy links)")
-    p.add_argument("--rate", type=positive_int, metavar="N", help="at most N attempts per second")
-    p.add_argument("--workers", type=positive_int, metavar="N",
+    p.add_argument("--rate", type=int_range(1, 10_000_000), metavar="N", help="at most N attempts per second")
+    p.add_argument("--workers", type=int_range(1, 64), metavar="N",
                    help="scanner threads, each with its own share of the sockets (default: one per CPU, "
                         "at most 4, for TCP scans of 4096 attempts or more; 1 with --rate or -u)")
     p.add_argument("-u", "--udp", action="store_true", help="UDP probe: reply=open, ICMP unreachable=closed")

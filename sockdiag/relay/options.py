@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sockdiag.cmdline import bytes_size, common, family, port, port_or_zero, positive_int, seconds
+from sockdiag.cmdline import bytes_size, common, host, family, port, port_or_zero, int_range, seconds
 
 def _stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by connect and listen."""
@@ -23,21 +23,32 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
                         help="UDP: send each read chunk of stdin as a datagram instead of each line")
 
 
+def access_options(parser) -> None:
+    """--allow/--deny and their file forms, as ncat has them."""
+    parser.add_argument("--allow", action="append", default=[], metavar="HOSTS",
+                        help="accept only these clients: addresses, CIDR blocks or host names, comma-separated "
+                             "(repeatable); also permits --exec on a non-loopback address")
+    parser.add_argument("--allowfile", action="append", default=[], metavar="FILE",
+                        help="like --allow, one entry per line from FILE ('#' starts a comment)")
+    parser.add_argument("--deny", action="append", default=[], metavar="HOSTS",
+                        help="refuse these clients (repeatable); deny wins over allow")
+    parser.add_argument("--denyfile", action="append", default=[], metavar="FILE",
+                        help="like --deny, one entry per line from FILE")
+
+
 def add_listen(sub) -> None:
     p = sub.add_parser("listen", help="listen on PORT and relay stdin/stdout (like nc -l)",
                        description="Listen on PORT and relay between the connection and stdin/stdout, "
                                    "like 'nc -l'. Without -k, serve one connection and exit when it ends.")
     p.add_argument("port", type=port_or_zero, metavar="PORT", help="port to listen on (0: any free port)")
-    p.add_argument("-b", "--bind", metavar="ADDR", help="address to bind (default: all interfaces, dual-stack)")
+    p.add_argument("-b", "--bind", type=host, metavar="ADDR", help="address to bind (default: all interfaces, dual-stack)")
     p.add_argument("-k", "--keep-open", action="store_true", help="serve many clients, concurrently")
-    p.add_argument("--max-clients", type=positive_int, metavar="N", help="with -k: at most N clients at once")
+    p.add_argument("--max-clients", type=int_range(1, 1_000_000), metavar="N", help="with -k: at most N clients at once")
     p.add_argument("--echo", action="store_true", help="echo server: send each client back what it sent")
     p.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                    help="run CMD (no shell) per connection with the socket as its stdin/stdout")
     p.add_argument("--sh-exec", dest="sh_exec", metavar="CMD", help="like --exec, through /bin/sh -c")
-    p.add_argument("--allow", action="append", default=[], metavar="CIDR",
-                   help="accept clients only from CIDR (repeatable); also permits --exec on a public address")
-    p.add_argument("--deny", action="append", default=[], metavar="CIDR", help="refuse clients from CIDR (repeatable)")
+    access_options(p)
     _stream_options(p)
     common(p)
 
@@ -47,10 +58,10 @@ def add_connect(sub) -> None:
                        description="Connect to HOST PORT and relay between the connection and stdin/stdout, "
                                    "like 'nc HOST PORT'. On stdin EOF the write side is shut down and the reply "
                                    "is still printed.")
-    p.add_argument("host", metavar="HOST", help="host name, IPv4 or IPv6 address")
+    p.add_argument("host", type=host, metavar="HOST", help="host name, IPv4 or IPv6 address")
     p.add_argument("port", type=port, metavar="PORT", help="port number or service name")
     p.add_argument("-w", "--timeout", type=seconds, metavar="SEC", help="connect timeout (exit 3 when it expires)")
-    p.add_argument("-s", "--source", metavar="ADDR", help="local address to connect from")
+    p.add_argument("-s", "--source", type=host, metavar="ADDR", help="local address to connect from")
     p.add_argument("-p", "--source-port", type=port, metavar="PORT", help="local port to connect from")
     p.add_argument("--wait", type=seconds, default=1.0, metavar="SEC",
                    help="UDP: how long to wait for replies after stdin EOF (default 1)")

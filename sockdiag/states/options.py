@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sockdiag.cmdline import common, family, output, port, positive_int, seconds
+from sockdiag.cmdline import common, family, int_range, output, port, seconds
 
 # The valid --state names: psutil's CONN_* constants. DELETE_TCB, IDLE and BOUND exist only on
 # Windows/BSD; NONE selects sockets without a state (UDP, unix).
@@ -38,7 +38,7 @@ def add_states(sub) -> None:
                    help="only sockets in state NAME (repeatable; any case, time-wait = TIME_WAIT): "
                         + ", ".join(STATE_NAMES))
     p.add_argument("--port", type=port, metavar="N", help="local or remote port N")
-    p.add_argument("--pid", type=positive_int, metavar="PID", help="sockets of process PID")
+    p.add_argument("--pid", type=int_range(1, 2**32 - 1), metavar="PID", help="sockets of process PID")
     p.add_argument("--process", metavar="NAME",
                    help="sockets of processes named NAME (any case; * ? [ ] as in the shell)")
     p.add_argument("--sort", choices=("local", "remote", "state", "pid"), help="sort rows by this column")
