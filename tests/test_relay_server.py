@@ -142,7 +142,8 @@ def test_access_list(rules, host, allowed):
 def test_bad_cidr_is_a_usage_error(cli):
     r = cli(["listen", "--allow", "10.0.0.0/33", "0"])
     assert r.status == ExitStatus.USAGE
-    assert r.err == "sockdiag: --allow '10.0.0.0/33': not an address or CIDR block (e.g. 10.0.0.0/8, ::1)\n"
+    assert r.err == ("sockdiag listen: error: --allow '10.0.0.0/33': not an address, CIDR block or host name "
+                     "(e.g. 10.0.0.0/8, ::1, db.internal)\nTry 'sockdiag listen --help'.\n")
 
 
 def test_denied_client_is_closed_and_logged():

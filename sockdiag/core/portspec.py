@@ -143,6 +143,13 @@ def host_syntax_error(text: str) -> str | None:
         return "empty host"
     if any(ch.isspace() or ord(ch) < 32 for ch in text):
         return f"not a host name or address: {text!r}"
+    if ":" in text:  # only an IPv6 literal has colons: a name cannot
+        body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        try:
+            ipaddress.IPv6Address(body.split("%", 1)[0])
+        except ValueError:
+            return f"not a valid IPv6 address: {text!r}"
+        return None
     labels = text.rstrip(".").split(".")
     if len(labels) > 1 and all(label.isascii() and label.isdigit() for label in labels):
         try:

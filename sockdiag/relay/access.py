@@ -1,14 +1,17 @@
-"""Who may connect and how peers are named: --allow/--deny, the --exec safety rule, and
-IPv4-mapped addresses shown as IPv4. Pure apart from shutil.which for the --exec check."""
+"""Who may connect and how peers are named: --allow/--deny (the rules are core.addrset; names
+and rule files are read here, once, at start), the --exec safety rule, and IPv4-mapped
+addresses shown as IPv4."""
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
+import socket
 
 from sockdiag import platform
-from sockdiag.core.errors import UsageError
+from sockdiag.core.addrset import AddressSet, canonical_address, split_entries
+from sockdiag.core.errors import SockdiagError, UsageError
 from sockdiag.core.portspec import format_hostport
+from sockdiag.platform.errnos import from_oserror
 
 
 def peer_parts(sockaddr) -> tuple[str, int]:
@@ -24,48 +27,62 @@ def format_peer(sockaddr) -> str:
     return format_hostport(*peer_parts(sockaddr))
 
 
-def _ip(host: str):
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 def is_loopback(host: str) -> bool:
-    """Whether `host` (an address literal) is a loopback address: 127.0.0.0/8, ::1."""
-    address = _ip(host)
+    """Whether `host` (an address literal) is a loopback address: 127.0.0.0/8, ::1, ::ffff:127.x."""
+    address = canonical_address(host)
     return address is not None and address.is_loopback
 
 
-class AccessList:
-    """--allow / --deny CIDR filters. Deny wins; with any --allow, only those networks pass."""
+def resolve_all(name: str) -> list[str]:
+    """Every address of a host name in an --allow/--deny rule, both families, resolved once."""
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SockdiagError(f"resolve {name}: {platform.describe_gaierror(exc)}") from None
+    except (UnicodeError, ValueError):
+        raise UsageError(f"not a valid host name: {name!r}") from None
+    return sorted({info[4][0] for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)})
 
-    def __init__(self, allow: list, deny: list):
+
+def _read_rules(option: str, path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [f.read()]
+    except OSError as exc:
+        raise from_oserror(f"{option} {path}", exc) from None
+
+
+class AccessList:
+    """--allow/--allowfile and --deny/--denyfile, as ncat has them: deny wins; once any allow rule
+    is given (even an empty file), only the hosts it names pass. Rules and peers are compared in
+    canonical form (core.addrset), so an IPv4 client matches the same rules whether it arrives
+    as 127.0.0.2 or as ::ffff:127.0.0.2."""
+
+    def __init__(self, allow: AddressSet, deny: AddressSet, allow_given: bool | None = None):
         self.allow, self.deny = allow, deny
+        self.allow_given = bool(allow) if allow_given is None else allow_given
 
     @classmethod
-    def parse(cls, allow: list[str], deny: list[str]) -> "AccessList":
-        def networks(option: str, values: list[str]):
-            out = []
-            for text in values:
-                try:
-                    out.append(ipaddress.ip_network(text.strip(), strict=False))
-                except ValueError:
-                    raise UsageError(f"{option} {text!r}: not an address or CIDR block (e.g. 10.0.0.0/8, ::1)") from None
-            return out
-
-        return cls(networks("--allow", allow), networks("--deny", deny))
+    def parse(cls, allow: list[str], deny: list[str], allowfiles: list[str] = (), denyfiles: list[str] = (),
+              resolve=resolve_all) -> "AccessList":
+        for option, values in (("--allow", allow), ("--deny", deny)):
+            for value in values:
+                if not split_entries([value]):
+                    raise UsageError(f"{option}: empty value (give an address, CIDR block or host name)")
+        allow_texts = split_entries(allow) + [e for path in allowfiles for e in split_entries(
+            _read_rules("--allowfile", path))]
+        deny_texts = split_entries(deny) + [e for path in denyfiles for e in split_entries(
+            _read_rules("--denyfile", path))]
+        return cls(AddressSet.parse("--allow", allow_texts, resolve),
+                   AddressSet.parse("--deny", deny_texts, resolve),
+                   allow_given=bool(allow or allowfiles))
 
     def permits(self, host: str) -> bool:
-        address = _ip(host)
-        if address is None:
-            return not self.allow
-        if any(address in net for net in self.deny if net.version == address.version):
+        if canonical_address(host) is None:  # not an IP peer (a unix socket): only rule-free
+            return not self.allow_given
+        if host in self.deny:
             return False
-        return not self.allow or any(address in net for net in self.allow if net.version == address.version)
+        return not self.allow_given or host in self.allow
 
 
 def exec_command(args) -> list[str] | str | None:
@@ -89,6 +106,6 @@ def exec_command(args) -> list[str] | str | None:
 
 def check_exec_safety(bind_host: str, acl: AccessList) -> None:
     """--exec hands a command to whoever connects: only on loopback, or with --allow."""
-    if not acl.allow and not is_loopback(bind_host):
+    if not acl.allow_given and not is_loopback(bind_host):
         raise UsageError("--exec/--sh-exec would give a command to anyone who can connect: bind to a "
                          "loopback address (-b 127.0.0.1) or name the clients with --allow CIDR")

@@ -33,7 +33,7 @@ def run_listen(args, env) -> int:
     """`sockdiag listen PORT`: one relayed connection, or a server with -k / --echo / --exec."""
     _check_common(args)
     _check_listen(args)
-    acl = AccessList.parse(args.allow, args.deny)
+    acl = AccessList.parse(args.allow, args.deny, args.allowfile, args.denyfile)
     command = exec_command(args)
     if args.udp:
         from sockdiag.relay.udp import run_udp_listen
