@@ -116,15 +116,45 @@ def _dispatch(args, env) -> int:
     return int(_resolve(COMMANDS[args.command][1])(args, env))
 
 
+def _catch_termination():
+    """SIGTERM/SIGHUP raise Terminated, so they unwind like Ctrl-C: sockets closed, --exec
+    children stopped, files removed. Returns a function that puts the old handlers back. Only
+    the main thread may set handlers (tests run main() in threads too): elsewhere a no-op."""
+    import signal
+
+    from sockdiag import platform
+    from sockdiag.core.errors import Terminated
+
+    def handler(signum, frame):
+        raise Terminated(signum, signal.Signals(signum).name)
+
+    old = {}
+    for signum in platform.termination_signals():
+        try:
+            old[signum] = signal.signal(signum, handler)
+        except (ValueError, OSError):  # not the main thread
+            break
+
+    def restore() -> None:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+    return restore
+
+
 def _run(args, env) -> int:
     """Run the chosen command; translate every failure into one stderr line and a status."""
-    from sockdiag.core.errors import SockdiagError
+    from sockdiag.core.errors import SockdiagError, Terminated
     from sockdiag.core.status import ExitStatus
 
+    restore = _catch_termination()
     try:
         status = _dispatch(args, env)
         env.flush()
         return status
+    except Terminated as exc:
+        env.note(f"terminated ({exc.name})")
+        return 128 + exc.signum
     except BrokenPipeError:
         # stdout closed by the reader (`sockdiag states | head -1`): not an error. Commands turn
         # EPIPE on a *socket* into a SockdiagError themselves, so this one is about stdout.
@@ -152,6 +182,8 @@ def _run(args, env) -> int:
         hint = "" if env.debug else " (run with --debug for details)"
         env.error(f"internal error: {type(exc).__name__}: {exc}{hint}")
         return ExitStatus.FAILURE
+    finally:
+        restore()
 
 
 def _describe_oserror(exc: OSError):

@@ -35,6 +35,14 @@ class PermissionFailure(SockdiagError):
     status = ExitStatus.PERMISSION
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C (every finally runs), exit 128 + signum."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum, self.name = signum, name
+
+
 def status_for_errno_name(name: str) -> ExitStatus:
     """The exit status for an OS error, by its symbolic errno name (see platform.errno_name)."""
     if name in ("EACCES", "EPERM"):

@@ -34,14 +34,16 @@ from sockdiag.platform.services import service_name, service_port, services_file
 from sockdiag.platform.sockopts import (REUSEADDR_NOTES, bind_attempt_options, dualstack_supported, has_reuseport,
                                         linger_rst_value, reuseaddr_note, server_reuse_option, set_bind_option,
                                         set_server_reuse, set_v6only, v6only_default)
-from sockdiag.platform.stdio import (RELAY_PIPE_SIZE, enlarge_pipe, relay_selector, shell_argv, socket_as_stdio,
-                                     split_command, stdio_selectable, zero_copy_supported)
+from sockdiag.platform.stdio import (RELAY_PIPE_SIZE, child_group_options, enlarge_pipe, group_alive, relay_selector,
+                                     shell_argv, signal_group, socket_as_stdio, split_command, stdio_selectable,
+                                     termination_signals, zero_copy_supported)
 from sockdiag.platform.system import DARWIN, LINUX, SYSTEM, WINDOWS, current_system
 
 __all__ = [
     "ACCEPT_TRANSIENT", "CONNECTION_LOST", "DARWIN", "IN_PROGRESS", "LINUX", "PROBE_BACKOFF", "RELAY_PIPE_SIZE",
     "REUSEADDR_NOTES", "SYSTEM", "TIME_WAIT_SECONDS", "UNREACHABLE", "WINDOWS", "WINDOWS_SELECT_LIMIT",
-    "bind_attempt_options", "bind_rules", "clock_ticks_per_second", "connect_in_progress", "current_system",
+    "bind_attempt_options", "bind_rules", "child_group_options", "group_alive", "signal_group",
+    "termination_signals", "clock_ticks_per_second", "connect_in_progress", "current_system",
     "describe", "describe_gaierror", "dualstack_supported", "enlarge_pipe", "errno_code", "errno_is", "errno_name",
     "from_oserror", "gai_error_name", "has_reuseport", "host_byteorder", "linger_rst_value", "privilege_remedy",
     "probe_forks", "probe_max_concurrency", "probe_poller_kind", "probe_socket_type_flags", "proc_net_tcp_texts",

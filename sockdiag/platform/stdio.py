@@ -77,3 +77,57 @@ def shell_argv(command: str, system: str | None = None) -> list[str]:
     if (system or SYSTEM) == WINDOWS:
         return [os.environ.get("COMSPEC", "cmd.exe"), "/c", command]
     return ["/bin/sh", "-c", command]
+
+
+# --- exec children and termination ----------------------------------------------------------------
+
+def child_group_options(system: str | None = None) -> dict:
+    """Popen options that start an --exec child in a process group of its own, so that the
+    whole group (a shell and what it started) can be signalled at once and a terminal's Ctrl-C
+    does not reach it before sockdiag decides. POSIX: a new session (setsid), whose id is the
+    child's pid. Windows: CREATE_NEW_PROCESS_GROUP."""
+    if (system or SYSTEM) == WINDOWS:
+        return {"creationflags": 0x00000200}  # subprocess.CREATE_NEW_PROCESS_GROUP
+    return {"start_new_session": True}
+
+
+def signal_group(pid: int, kill: bool = False) -> bool:
+    """SIGTERM (or SIGKILL) to the process group an --exec child leads; False when nobody is
+    left in it. Windows has no process-group signals for console-less children: the child
+    itself is terminated (TerminateProcess), which is what SIGKILL would do."""
+    import signal
+
+    if SYSTEM == WINDOWS:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            return True
+        except OSError:
+            return False
+    try:
+        os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its uid (setuid program): it is still there
+        return True
+
+
+def group_alive(pid: int) -> bool:
+    """Whether any process is left in the group an --exec child led (POSIX; Windows: False)."""
+    if SYSTEM == WINDOWS:
+        return False
+    try:
+        os.killpg(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def termination_signals() -> list:
+    """The signals that end sockdiag the way Ctrl-C does (cleanly: sockets closed, children
+    stopped, files removed): SIGTERM everywhere, SIGHUP where it exists (not on Windows)."""
+    import signal
+
+    return [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])

@@ -88,6 +88,9 @@ class AccessList:
 def exec_command(args) -> list[str] | str | None:
     """The argv for --exec / --sh-exec, checked before listening (a missing command is a usage
     error now, not a surprise per connection). None when neither is given."""
+    for option, value in (("--exec", args.exec_cmd), ("--sh-exec", args.sh_exec)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option}: empty command")
     if args.sh_exec:
         return platform.shell_argv(args.sh_exec)
     if not args.exec_cmd:

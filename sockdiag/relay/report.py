@@ -60,6 +60,9 @@ class ServerReport:
     def exec_failed(self, message: str) -> None:
         self.env.warn(message)
 
+    def exec_idle(self, peer: str, seconds: float) -> None:
+        self.env.info(f"{peer}: no data for {seconds:g} s, stopping its command")
+
     def exited(self, peer: str, status: int) -> None:
         self.env.info(f"closed {peer}, command exited with status {status}")
 

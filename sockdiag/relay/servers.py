@@ -65,7 +65,8 @@ class _Server:
         relay = config.mode == "relay"
         self.sink = StdoutSink(env) if relay else None
         self.broadcast = StdinBroadcast(env, self.selector, self.clients, config.max_frame) if relay else None
-        self.children = Children(report, config.command, config.keep_open, on_left=self._client_left)
+        self.children = Children(report, config.command, config.keep_open, on_left=self._client_left,
+                                 idle=config.idle, clock=env.clock)
         self.acceptor = Acceptor(listener, self.selector, report, env.clock, acl=config.acl,
                                  keep_open=config.keep_open, max_clients=config.max_clients,
                                  active=lambda: len(self.clients) + len(self.children), admit=self._admit)
@@ -146,6 +147,9 @@ class _Server:
             deadlines.append(self.acceptor.paused_until)
         if self.config.idle is not None and self.clients:
             deadlines.append(min(c.last_active for c in self.clients) + self.config.idle)
+        child_deadline = self.children.next_deadline()
+        if child_deadline is not None:
+            deadlines.append(child_deadline)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - self.env.clock())
@@ -153,6 +157,7 @@ class _Server:
     def _housekeeping(self) -> None:
         now = self.env.clock()
         self.acceptor.tick(now)
+        self.children.tick(now)
         if self.config.idle is not None:
             for client in [c for c in self.clients if now - c.last_active >= self.config.idle]:
                 self.report.idle(client, self.config.idle)
