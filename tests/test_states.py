@@ -367,7 +367,8 @@ def test_watch_ctrl_c_ends_with_status_0(held, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(time, "sleep", interrupt)
-    r = run_main(["states", "--watch", "5", "-t", "--port", str(held.tcp)])
+    # A clock that stands still: the title's elapsed time must not depend on how busy the machine is.
+    r = run_main(["states", "--watch", "5", "-t", "--port", str(held.tcp)], clock=lambda: 100.0)
     assert r.status == 0 and r.err == ""
     assert r.text.startswith("[0.0s] ") and f"127.0.0.1:{held.tcp}" in r.text
 
