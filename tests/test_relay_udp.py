@@ -104,3 +104,10 @@ def test_udp_round_trip_between_connect_and_listen():
     assert client.result() == 0, client.err
     assert client.out == b"ping\npong\n"
     server.result()
+
+
+def test_listen_udp_idle_timer_starts_at_bind():
+    """No datagram ever arrives: -i still ends the listener (it used to wait forever)."""
+    run = ThreadedMain(["listen", "-u", "-i", "0.3", "-b", "127.0.0.1", "0"])
+    assert run.result() == ExitStatus.TIMEOUT
+    assert run.err == "sockdiag listen: error: udp: no datagram for 0.3 s (-i)\n"

@@ -153,7 +153,8 @@ def _listen_loop(sock: socket.socket, env, args, acl) -> int:
     sink, splitter = StdoutSink(env), _splitter(args)
     stdin = open_stdin(env) if not args.echo else None
     last_peer = None
-    last_active: float | None = None  # -i counts from the first datagram, as TCP's from accept
+    # -i counts from the bind: a listener nobody ever sends to ends too (it used to wait forever).
+    last_active = env.clock()
     stdin_registered = False
     try:
         with platform.relay_selector() as selector:
@@ -162,7 +163,7 @@ def _listen_loop(sock: socket.socket, env, args, acl) -> int:
                 if stdin is not None and last_peer is not None and not stdin_registered:
                     selector.register(stdin.fd, selectors.EVENT_READ, "stdin")  # nobody to send to before
                     stdin_registered = True
-                idle = args.idle_timeout if last_active is not None else None
+                idle = args.idle_timeout
                 events = selector.select(max(0.0, last_active + idle - env.clock()) if idle else None)
                 if not events:
                     if idle and env.clock() - last_active >= idle:
