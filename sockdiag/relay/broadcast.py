@@ -1,6 +1,8 @@
 """-k relay: the server's stdin goes to every connected client (with --frame, each line as one
-frame). Stdin is read only while every client is owed less than STDIN_HIGH_WATER, so a client that
-does not read holds stdin back instead of growing a buffer without bound."""
+frame). Stdin is read only while every client is owed less than --max-backlog (default 4 MiB), so
+a slow reader holds stdin back (backpressure) instead of growing a buffer without bound; a client
+that takes nothing at all for BACKLOG_GRACE seconds while over its backlog is dropped by the
+server, so it cannot stall the others for longer than that."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from sockdiag.core import framing
 from sockdiag.relay.clients import CLIENT_CHUNK, ClientTable
 from sockdiag.relay.stdio import open_stdin
 
-STDIN_HIGH_WATER = 1024 * 1024  # stop reading stdin while a client owes more than this
+STDIN_HIGH_WATER = 4 * 1024 * 1024  # --max-backlog's default: stop reading stdin while a client is owed this
+BACKLOG_GRACE = 5.0  # seconds a client may sit over its backlog without reading a byte before it is dropped
 
 
 class StdinBroadcast:
@@ -25,7 +28,7 @@ class StdinBroadcast:
 
     def update_interest(self) -> None:
         """Read stdin only while it is open, someone listens, and nobody is owed too much."""
-        wanted = self._open and bool(self._clients) and self._clients.owed_below(STDIN_HIGH_WATER)
+        wanted = self._open and bool(self._clients) and self._clients.owed_below()
         if wanted and not self._registered:
             self._selector.register(self._stdin.fd, selectors.EVENT_READ, "stdin")
         elif self._registered and not wanted:

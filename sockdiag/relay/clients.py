@@ -30,7 +30,7 @@ class Client:
     """One connected client (not used for --exec: the child owns that connection)."""
 
     __slots__ = ("sock", "fd", "peer", "addr", "pending", "bytes_in", "bytes_out", "last_active", "eof",
-                 "decoder", "mask")
+                 "decoder", "mask", "over_since")
 
     def __init__(self, sock: socket.socket, addr, now: float):
         self.sock, self.addr, self.peer = sock, addr, format_peer(addr)
@@ -41,6 +41,7 @@ class Client:
         self.eof = False
         self.decoder = None  # --frame: a FrameDecoder for what the client sends
         self.mask = 0  # the selector events registered for it; 0 = not registered
+        self.over_since: float | None = None  # since when it is owed max_backlog or more without taking any
 
 
 class ClientTable:
@@ -48,8 +49,9 @@ class ClientTable:
     decides (drop()) so that one client's failure never ends the server."""
 
     def __init__(self, selector: selectors.BaseSelector, report: ServerReport, clock: Callable[[], float],
-                 on_left: Callable[[], None]):
+                 on_left: Callable[[], None], max_backlog: int = 4 * 1024 * 1024):
         self._selector, self._report, self._clock, self._on_left = selector, report, clock, on_left
+        self.max_backlog = max_backlog
         self._clients: dict[int, Client] = {}
         self._buffer = memoryview(bytearray(CLIENT_CHUNK))  # shared: data is handled before the next recv
 
@@ -104,11 +106,24 @@ class ClientTable:
     def queue(self, client: Client, data: bytes) -> None:
         """Owe `data` to the client (the stdin broadcast); it goes out as the client can take it."""
         client.pending += data
+        if client.over_since is None and len(client.pending) >= self.max_backlog:
+            client.over_since = self._clock()
         self._set_mask(client, client.mask | selectors.EVENT_WRITE)
 
-    def owed_below(self, limit: int) -> bool:
-        """Whether every client is owed less than `limit` bytes (the broadcast's backpressure)."""
+    def owed_below(self, limit: int | None = None) -> bool:
+        """Whether every client is owed less than `limit` (default: max_backlog) bytes: the
+        broadcast's backpressure. A client that reads slowly holds stdin back; one that reads
+        nothing at all is dropped after the grace (stalled()), so it cannot hold it forever."""
+        limit = self.max_backlog if limit is None else limit
         return all(len(c.pending) < limit for c in self._clients.values())
+
+    def stalled(self, now: float, grace: float) -> list[Client]:
+        """Clients owed max_backlog or more that took not one byte for `grace` seconds."""
+        return [c for c in self._clients.values() if c.over_since is not None and now - c.over_since >= grace]
+
+    def next_stall_deadline(self, grace: float) -> float | None:
+        times = [c.over_since for c in self._clients.values() if c.over_since is not None]
+        return min(times) + grace if times else None
 
     def flush(self, client: Client) -> None:
         """The client is writable: send what it is owed; once paid, read again (or close after EOF)."""
@@ -122,6 +137,8 @@ class ClientTable:
             del client.pending[:sent]
             client.bytes_out += sent
             client.last_active = self._clock()
+            # it took some: a slow reader is never dropped; its stall clock starts again
+            client.over_since = client.last_active if len(client.pending) >= self.max_backlog else None
         if client.pending:
             return
         if client.eof:

@@ -49,7 +49,7 @@ def run_listen(args, env) -> int:
             mode = "exec" if command is not None else "echo" if args.echo else "relay"
             config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,
                                   max_clients=args.max_clients, idle=args.idle_timeout,
-                                  max_frame=args.max_frame if args.frame else None)
+                                  max_frame=args.max_frame if args.frame else None, max_backlog=args.max_backlog)
             return serve(listener, env, config)
         conn, peer = accept_one(listener, env, acl)
     with conn:  # the listener is closed: like nc -l, one client, then the port is free again

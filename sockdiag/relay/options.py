@@ -44,6 +44,9 @@ def add_listen(sub) -> None:
     p.add_argument("-b", "--bind", type=host, metavar="ADDR", help="address to bind (default: all interfaces, dual-stack)")
     p.add_argument("-k", "--keep-open", action="store_true", help="serve many clients, concurrently")
     p.add_argument("--max-clients", type=int_range(1, 1_000_000), metavar="N", help="with -k: at most N clients at once")
+    p.add_argument("--max-backlog", type=bytes_size, default=4 * 1024 * 1024, metavar="BYTES",
+                   help="with -k: bytes of stdin owed to one client before stdin waits for it (default 4M); a "
+                        "client that reads nothing for 5 s while over it is dropped")
     p.add_argument("--echo", action="store_true", help="echo server: send each client back what it sent")
     p.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                    help="run CMD (no shell) per connection with the socket as its stdin/stdout")

@@ -60,6 +60,10 @@ class ServerReport:
     def exec_failed(self, message: str) -> None:
         self.env.warn(message)
 
+    def stalled(self, client: Session, owed: int, seconds: float) -> None:
+        self.env.info(f"dropped {client.peer}: it read nothing for {seconds:g} s with {owed} bytes owed "
+                      f"(--max-backlog); the other clients go on")
+
     def exec_idle(self, peer: str, seconds: float) -> None:
         self.env.info(f"{peer}: no data for {seconds:g} s, stopping its command")
 

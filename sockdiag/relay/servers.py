@@ -26,7 +26,7 @@ from sockdiag.core import framing
 from sockdiag.core.status import ExitStatus
 from sockdiag.relay.acceptor import Acceptor, accept_one
 from sockdiag.relay.access import AccessList
-from sockdiag.relay.broadcast import STDIN_HIGH_WATER, StdinBroadcast
+from sockdiag.relay.broadcast import BACKLOG_GRACE, STDIN_HIGH_WATER, StdinBroadcast
 from sockdiag.relay.children import Children
 from sockdiag.relay.clients import CLIENT_CHUNK, Client, ClientLost, ClientTable
 from sockdiag.relay.report import ServerReport
@@ -39,9 +39,9 @@ class ServerConfig:
     """What serve() does with each client: mode is 'relay', 'echo' or 'exec'."""
 
     def __init__(self, *, mode: str, acl: AccessList, keep_open: bool, command=None, max_clients: int | None = None,
-                 idle: float | None = None, max_frame: int | None = None):
+                 idle: float | None = None, max_frame: int | None = None, max_backlog: int = STDIN_HIGH_WATER):
         self.mode, self.acl, self.keep_open, self.command = mode, acl, keep_open, command
-        self.max_clients, self.idle, self.max_frame = max_clients, idle, max_frame
+        self.max_clients, self.idle, self.max_frame, self.max_backlog = max_clients, idle, max_frame, max_backlog
 
 
 def serve(listener: socket.socket, env, config: ServerConfig) -> int:
@@ -61,7 +61,8 @@ class _Server:
         self.env, self.config = env, config
         self.selector = platform.relay_selector()
         report = self.report = ServerReport(env)
-        self.clients = ClientTable(self.selector, report, env.clock, on_left=self._client_left)
+        self.clients = ClientTable(self.selector, report, env.clock, on_left=self._client_left,
+                                   max_backlog=config.max_backlog)
         relay = config.mode == "relay"
         self.sink = StdoutSink(env) if relay else None
         self.broadcast = StdinBroadcast(env, self.selector, self.clients, config.max_frame) if relay else None
@@ -147,9 +148,9 @@ class _Server:
             deadlines.append(self.acceptor.paused_until)
         if self.config.idle is not None and self.clients:
             deadlines.append(min(c.last_active for c in self.clients) + self.config.idle)
-        child_deadline = self.children.next_deadline()
-        if child_deadline is not None:
-            deadlines.append(child_deadline)
+        for deadline in (self.children.next_deadline(), self.clients.next_stall_deadline(BACKLOG_GRACE)):
+            if deadline is not None:
+                deadlines.append(deadline)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - self.env.clock())
@@ -158,6 +159,9 @@ class _Server:
         now = self.env.clock()
         self.acceptor.tick(now)
         self.children.tick(now)
+        for client in self.clients.stalled(now, BACKLOG_GRACE):
+            self.report.stalled(client, len(client.pending), BACKLOG_GRACE)
+            self.clients.close(client, quiet=True)
         if self.config.idle is not None:
             for client in [c for c in self.clients if now - c.last_active >= self.config.idle]:
                 self.report.idle(client, self.config.idle)
