@@ -1,0 +1,199 @@
+"""Starting attempts: one socket per attempt, paced by --rate, backing off when the machine runs
+short of descriptors, ports or buffers."""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable
+
+from sockdiag import platform
+from sockdiag.core.errors import SockdiagError
+from sockdiag.probe.completions import Completions
+from sockdiag.probe.inflight import Attempt, InFlight
+from sockdiag.probe.jobs import Jobs, ScanConfig
+from sockdiag.probe.results import CLOSED, ERROR, Tally, classify
+
+_BATCH = 512  # launches between two polls: results flow, and a stop request is seen quickly
+
+
+class TokenBucket:
+    """--rate as a token bucket holding at most 10 ms of attempts: over any span of T seconds
+    at most rate * T + rate / 100 attempts start, and a poll that wakes a millisecond late
+    (epoll counts in ms) does not lower the rate actually reached."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.next_slot = 0.0  # when the next token is due, after take() said no
+        self._burst = max(1.0, rate / 100.0)
+        self._tokens, self._time = 0.0, None
+
+    def take(self, now: float) -> bool:
+        if self._time is None:
+            self._tokens, self._time = 1.0, now
+        self._tokens = min(self._burst, self._tokens + (now - self._time) * self.rate)
+        self._time = now
+        if self._tokens < 1.0:
+            self.next_slot = now + (1.0 - self._tokens) / self.rate
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def _udp_send(sock, sockaddr, payload: bytes) -> int:
+    """connect() a UDP socket (so ICMP port unreachable comes back as ECONNREFUSED) and send."""
+    try:
+        sock.connect(sockaddr)
+        sock.send(payload)
+    except OSError as exc:
+        return exc.errno or -1
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
+def _in_progress_codes() -> frozenset[int]:
+    codes = (platform.errno_code(name) for name in platform.IN_PROGRESS)
+    return frozenset(code for code in codes if code is not None)
+
+
+class Launcher:
+    """Starts a shard's jobs (every step-th, from first; retries first) up to its concurrency."""
+
+    def __init__(self, jobs: Jobs, config: ScanConfig, first: int, step: int, clock: Callable[[], float],
+                 socket_factory: Callable, inflight: InFlight, tally: Tally, completions: Completions,
+                 retry: deque):
+        self.jobs, self.config, self.step, self.clock = jobs, config, step, clock
+        self.socket_factory = socket_factory
+        self.next = first  # the next new job of this shard
+        self.concurrency = config.concurrency  # lowered by a backoff
+        self.backoffs = 0
+        self.bucket = TokenBucket(config.rate) if config.rate else None
+        self._inflight, self._table, self._tally = inflight, inflight.table, tally
+        self._connected, self._finish = completions.connected, tally.finish
+        self._retry = retry  # (index, tries)
+        self._host_index = -1
+        self._host = (socket.AF_INET, "", 0, "")
+        self._in_progress = _in_progress_codes()
+        self._type_flags = platform.probe_socket_type_flags()
+        self._stype = (socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM) | self._type_flags
+        self._refused = platform.errno_code("ECONNREFUSED")
+
+    def launch(self) -> int:
+        """Start up to _BATCH attempts. Returns 0: no work left to start; 1: more can start now;
+        2: work left, waiting for sockets in flight to finish; 3: waiting for a --rate token.
+
+        The hot path of a scan (65535 rounds for `-`), so it is one loop with local names: the
+        common loopback outcome, a refusal that arrived before connect_ex() returned, costs
+        three system calls and no other function call.
+        """
+        jobs, inflight, retry, live = self.jobs, self._table, self._retry, self._tally.live
+        ports, nports, total, step = jobs.ports, len(jobs.ports), jobs.total, self.step
+        udp, payload, clock = self.config.udp, self.config.udp_payload, self.clock
+        take_token = self.bucket.take if self.bucket else None
+        new_socket, stype, set_nonblocking = self.socket_factory, self._stype, not self._type_flags
+        in_progress, refused, sol, so_error = self._in_progress, self._refused, socket.SOL_SOCKET, socket.SO_ERROR
+        report_closed, out = CLOSED in self.config.report, self._tally.out
+        watch, poller = self._inflight.watch, self._inflight.poller
+        family, ip, scope, label = self._host
+        v4 = family == socket.AF_INET
+        nxt, closed, state = self.next, 0, 1
+        try:
+            for _ in range(_BATCH):
+                if len(inflight) >= self.concurrency:
+                    state = 2
+                    break
+                if retry:
+                    index, tries = retry[0]
+                elif nxt < total:
+                    index, tries = nxt, 0
+                else:
+                    state = 0
+                    break
+                now = clock()
+                if take_token and not take_token(now):
+                    state = 3
+                    break
+                if retry:
+                    retry.popleft()
+                else:
+                    nxt += step
+                host_index, port_index = divmod(index, nports)
+                if host_index != self._host_index:
+                    self._host_index, self._host = host_index, jobs.target(host_index)
+                    family, ip, scope, label = self._host
+                    v4 = family == socket.AF_INET
+                port = ports[port_index]
+                try:
+                    sock = new_socket(family, stype)
+                except OSError as exc:
+                    if not self._failed(index, label, port, tries, exc.errno, now):
+                        state = 2
+                        break
+                    continue
+                try:
+                    if set_nonblocking:
+                        sock.setblocking(False)
+                    sockaddr = (ip, port) if v4 else (ip, port, 0, scope)
+                    if udp:
+                        err = _udp_send(sock, sockaddr, payload)
+                        if not err:  # sent, no error yet: wait for a reply or an ICMP error
+                            watch(sock, Attempt(sock, index, label, port, tries, now), poller.IN)
+                            continue
+                    else:
+                        err = sock.connect_ex(sockaddr)
+                        if err in in_progress:
+                            err = sock.getsockopt(sol, so_error)
+                            if not err:
+                                watch(sock, Attempt(sock, index, label, port, tries, now), poller.OUT)
+                                continue
+                        elif not err:  # connected at once (some stacks do for loopback)
+                            attempt = Attempt(sock, index, label, port, tries, now)
+                            attempt.rtt = clock() - now
+                            self._connected(sock.fileno(), attempt)
+                            continue
+                except BaseException:
+                    sock.close()
+                    raise
+                sock.close()
+                if err == refused:
+                    closed += 1
+                    if report_closed:
+                        out.append((index, label, port, CLOSED, clock() - now, "ECONNREFUSED", None))
+                    if tries:
+                        live.discard(index)
+                    continue
+                if not self._failed(index, label, port, tries, err, now):
+                    state = 2
+                    break
+            else:
+                state = 1
+            if not (retry or nxt < total):
+                state = 0
+        finally:
+            self.next = nxt
+            self._tally.counts[CLOSED] += closed
+            self._tally.done += closed
+        return state
+
+    def _failed(self, index: int, label: str, port: int, tries: int, err: int | None, now: float) -> bool:
+        """An attempt that failed at once (other than a plain refusal). False: the machine ran
+        short of descriptors, ports or buffers, and the job waits for sockets in flight to end."""
+        name = platform.errno_name(err) if err else "EIO"
+        if name in platform.PROBE_BACKOFF:
+            return self._backoff(index, tries, err, label, port, now)
+        self._finish(index, label, port, classify(name), self.clock() - now, name, None)
+        return True
+
+    def _backoff(self, index: int, tries: int, err: int | None, ip: str, port: int, now: float) -> bool:
+        """Out of descriptors, ports or buffers: fewer sockets in flight, and this job again later.
+        With nothing in flight there is nothing to wait for: the job ends as an error."""
+        name = platform.errno_name(err) if err is not None else "EMFILE"
+        if not self._table:
+            if name in ("EMFILE", "ENFILE"):
+                raise SockdiagError(f"socket: {platform.describe(err)}; lower -c/--concurrency")
+            self._finish(index, ip, port, ERROR, None, name, None)
+            return True
+        self.backoffs += 1
+        self.concurrency = max(1, len(self._table))
+        self._retry.appendleft((index, tries))
+        self._tally.started(index)
+        return False
