@@ -58,8 +58,8 @@ def resolve(specs: list[TargetSpec], family: int | None, env) -> list[Host]:
             hosts.append(host)
     if failures and not hosts:
         raise SockdiagError(failures[0] if len(failures) == 1 else "no target resolved: " + "; ".join(failures))
-    for failure in failures:
-        env.warn(f"{failure}; not scanned")
+    if failures:  # one line however many names failed: stderr stays readable in a pipeline
+        env.warn("not scanned: " + "; ".join(failures))
     return hosts
 
 
