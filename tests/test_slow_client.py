@@ -18,7 +18,7 @@ import pytest
 
 from sockdiag.relay.broadcast import BACKLOG_GRACE
 from tests.conftest import wait_until
-from tests.test_relay_support import TIMEOUT, Proc
+from tests.test_relay_support import Proc
 
 SIZE = 8 * 1024 * 1024  # the benchmark (benchmarks/slow_client.py) moves 64 MiB; a test needs less
 

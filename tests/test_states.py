@@ -18,7 +18,6 @@ import time
 import psutil
 import pytest
 
-from sockdiag import platform
 from sockdiag.core import sockview
 from sockdiag.platform import procnet, socktable
 from sockdiag.states import command as states
