@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.conformance.tools import (NC, NCAT, SOCKDIAG, Checks, Running, assert_same_or_better, connect,
+from tests.conformance.tools import (EXIT_WAIT, NC, NCAT, SOCKDIAG, Checks, Running, assert_same_or_better, connect,
                                      connect_many, eventually, patience, read_to_eof, sockdiag, tools)
 
 CLIENTS = 20
@@ -45,9 +45,12 @@ def test_keep_open_serves_20_clients_at_once(request, peer):
             all_printed = len(clients) == CLIENTS and eventually(lambda: len(server.out.splitlines()) >= CLIENTS,
                                                                  timeout=patience(tool))
             lines = sorted(server.out.splitlines())
-            with connect(port) as late:
-                late.sendall(b"late client\n")
-            served_later = eventually(lambda: b"late client\n" in server.out)
+            try:
+                with connect(port) as late:
+                    late.sendall(b"late client\n")
+                served_later = eventually(lambda: b"late client\n" in server.out)
+            except OSError:  # refused, or no SYN-ACK: not serving any more
+                served_later = False
             server.interrupt()
         return Checks({"20 clients connected at once": len(clients) == CLIENTS,
                        "20 clients served at once": at_once, "every client's data printed": all_printed,
@@ -86,17 +89,21 @@ def test_sh_exec_environment_names_both_ends(request, peer):
 
 # --- the idle timeout --------------------------------------------------------------------------------
 
-_IDLE_EXIT_BUG = pytest.mark.xfail(
-    reason="product bug: listen --echo/--exec without -k ends an idle client (-i) with status 0, the "
-           "plain relay with status 3 as the README documents", strict=False)
+_ECHO_IDLE_BUG = pytest.mark.xfail(
+    reason="product bug: listen --echo -i (one client) closes the idle client but exits 0, not 3 as the plain "
+           "relay does and the README documents", strict=False)
+_EXEC_IDLE_BUG = pytest.mark.xfail(
+    reason="product bug: listen --exec -i (one client) stops the command of an idle client but then waits for "
+           "that client to close (the bridge thread blocks in recv), and exits 0, not 3; with -k the idle "
+           "client keeps its --max-clients place until it closes", strict=False)
 
 
 # relay: better: nc -w (its idle limit for a connection) closes the connection in silence and
 # exits 0, ncat -i says why but exits 2, as for a usage error; sockdiag says why and exits 3.
-# echo, exec (ncat: --exec /bin/cat for both; nc has neither): better: ncat -i does not apply to
-# an --exec connection, which stays open; sockdiag closes it (but exits 0: the bug marked here).
-@pytest.mark.parametrize("mode", ["relay", pytest.param("echo", marks=_IDLE_EXIT_BUG),
-                                  pytest.param("exec", marks=_IDLE_EXIT_BUG)])
+# echo, exec (ncat: --exec /bin/cat for both; nc has neither): better: ncat's -i does not apply
+# to an --exec connection, which stays open; sockdiag closes it (but see the bugs marked here).
+@pytest.mark.parametrize("mode", ["relay", pytest.param("echo", marks=_ECHO_IDLE_BUG),
+                                  pytest.param("exec", marks=_EXEC_IDLE_BUG)])
 @pytest.mark.parametrize("peer", tools(NC, NCAT))
 def test_idle_timeout_ends_a_single_connection_with_status_3(request, peer, mode):
     if peer == NC and mode != "relay":
@@ -110,9 +117,9 @@ def test_idle_timeout_ends_a_single_connection_with_status_3(request, peer, mode
     def case(tool):
         limit = 1 + patience(tool)  # the idle limit (nc: 1 s), then as long as the tool deserves
         with Running(argv[tool], stdin=subprocess.PIPE) as server:  # stdin stays open: only the idle timer ends it
-            with connect(server.port()) as client:
-                _, how = read_to_eof(client, timeout=limit)  # the client just waits
-                status = server.wait(timeout=limit)
+            with connect(server.port()) as client:  # the client connects, then just waits
+                _, how = read_to_eof(client, timeout=limit)
+                status = server.wait(timeout=EXIT_WAIT if how != "open" else patience(tool))
         checks = Checks({"idle connection closed": how in ("eof", "reset"), "ends by itself": status is not None,
                          "a status of its own (not 0, 1 or 2)": status not in (None, 0, 1, 2),
                          "says why": "idle" in server.err.lower() or "no data" in server.err.lower()})
@@ -263,7 +270,7 @@ def test_denied_client_gets_nothing_and_a_permitted_one_is_served(request, peer,
                     else:
                         server.close_stdin()  # the one client's relay ends when both sides are done
                         got, _ = read_to_eof(permitted)
-            except ConnectionRefusedError:
+            except OSError:  # refused (no listener left), or nothing came
                 got = b""
             printed = eventually(lambda: b"from the permitted client\n" in server.out, timeout=patience(tool))
             server.interrupt()
