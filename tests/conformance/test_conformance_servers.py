@@ -18,7 +18,8 @@ CLIENTS = 20
 
 # --- -k: many clients at once ----------------------------------------------------------------------
 
-# same: ncat -k also serves all 20 at once and keeps serving after they leave.
+# same: ncat -k also serves all 20 at once and keeps serving after they leave (its listen backlog
+# of 10 drops part of the burst of SYNs; those connect on the retransmission a second later).
 # better: nc -k serves one client at a time from an accept queue of one: while the first client
 # stays connected, the next two or so wait in the queue unread and the rest cannot connect (their
 # SYNs are dropped; with SYN cookies some seem connected but are never accepted), so not every

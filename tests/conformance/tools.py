@@ -29,7 +29,7 @@ from tests.test_relay_support import module_env
 SOCKDIAG, NC, NCAT = "sockdiag", "nc", "ncat"
 RUN_TIMEOUT = 10  # seconds a one-shot run may take before it counts as hung and is killed
 WAIT = 10  # seconds to wait for a condition (a port, a line of output) before failing
-PEER_PATIENCE = 1  # seconds, see patience()
+PEER_PATIENCE = 2  # seconds, see patience(): covers a dropped SYN's first retransmission (1 s)
 EXIT_WAIT = 3  # seconds a tool may take to exit once its last connection has ended
 _LISTENING = re.compile(rb"listening on (?:\[[^\]]*\]|[^ :]+):(\d+)")
 
