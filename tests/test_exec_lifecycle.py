@@ -101,8 +101,9 @@ def test_idle_timeout_applies_to_exec_clients():
             client.sendall(b"x\n")
             assert client.recv(100) == b"got x\n"  # data flowed: the timer restarted
             assert recv_all(client) == b""  # then nothing for 0.3 s: the command is stopped
-        assert server.wait() == ExitStatus.OK, server.stderr
+        assert server.wait() == ExitStatus.TIMEOUT, server.stderr  # as the plain relay's -i
     assert "no data for 0.3 s, stopping its command" in server.stderr
+    assert "idle for 0.3 s (-i): closed" in server.stderr
 
 
 @pytest.mark.parametrize("option", ["--exec", "--sh-exec"])

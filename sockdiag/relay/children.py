@@ -69,6 +69,7 @@ class Children:
         self._lock = threading.Lock()
         self._finished: list[ExecChild] = []  # exited, not yet reaped; guarded by _lock
         self._lingering: set[int] = set()  # groups whose leader exited while members remain
+        self.idle_peer: str | None = None  # the last client whose command -i stopped
         self._hangups = _HangupWatch(self._client_gone) if hasattr(select, "poll") else None
 
     def __len__(self) -> int:
@@ -129,7 +130,9 @@ class Children:
         for child in self._running:
             if not child.stopping and now - child.last_active >= self._idle:
                 child.stopping = True
+                self.idle_peer = child.peer
                 self._report.exec_idle(child.peer, self._idle)
+                _end_connection(child.sock)  # the copy threads return: the child is reaped at once
                 threading.Thread(target=stop_group, args=(child.proc.pid,), daemon=True).start()
 
     def close(self) -> None:
@@ -180,6 +183,15 @@ class Children:
             self._wakeup_w.send(b"x")
         except OSError:
             pass  # the server has stopped and closed the pair
+
+
+def _end_connection(sock: socket.socket) -> None:
+    """Shut a bridged connection down both ways: the client sees EOF now, and the copy thread
+    blocked in recv() returns, so the waiter can reap the child without waiting for the client."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _child_env(conn: socket.socket, addr) -> dict[str, str]:

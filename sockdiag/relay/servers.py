@@ -23,6 +23,7 @@ import socket
 
 from sockdiag import platform
 from sockdiag.core import framing
+from sockdiag.core.errors import TimeoutFailure
 from sockdiag.core.status import ExitStatus
 from sockdiag.relay.acceptor import Acceptor, accept_one
 from sockdiag.relay.access import AccessList
@@ -59,6 +60,7 @@ class _Server:
 
     def __init__(self, listener: socket.socket, env, config: ServerConfig):
         self.env, self.config = env, config
+        self.idle_peer: str | None = None  # the last client -i closed
         self.selector = platform.relay_selector()
         report = self.report = ServerReport(env)
         self.clients = ClientTable(self.selector, report, env.clock, on_left=self._client_left,
@@ -83,6 +85,9 @@ class _Server:
     def run(self) -> int:
         while True:
             if not self.config.keep_open and self.acceptor.served and not self.clients and not self.children:
+                idle_peer = self.idle_peer or self.children.idle_peer
+                if idle_peer is not None:  # one client, ended by -i: status 3, as the plain relay
+                    raise TimeoutFailure(f"connection with {idle_peer} idle for {self.config.idle:g} s (-i): closed")
                 return ExitStatus.OK
             if self.broadcast is not None:
                 self.broadcast.update_interest()
@@ -165,4 +170,5 @@ class _Server:
         if self.config.idle is not None:
             for client in [c for c in self.clients if now - c.last_active >= self.config.idle]:
                 self.report.idle(client, self.config.idle)
+                self.idle_peer = client.peer
                 self.clients.close(client, quiet=True)

@@ -90,21 +90,11 @@ def test_sh_exec_environment_names_both_ends(request, peer):
 
 # --- the idle timeout --------------------------------------------------------------------------------
 
-_ECHO_IDLE_BUG = pytest.mark.xfail(
-    reason="product bug: listen --echo -i (one client) closes the idle client but exits 0, not 3 as the plain "
-           "relay does and the README documents", strict=False)
-_EXEC_IDLE_BUG = pytest.mark.xfail(
-    reason="product bug: listen --exec -i (one client) stops the command of an idle client but then waits for "
-           "that client to close (the bridge thread blocks in recv), and exits 0, not 3; with -k the idle "
-           "client keeps its --max-clients place until it closes", strict=False)
-
-
 # relay: better: nc -w (its idle limit for a connection) closes the connection in silence and
 # exits 0, ncat -i says why but exits 2, as for a usage error; sockdiag says why and exits 3.
 # echo, exec (ncat: --exec /bin/cat for both; nc has neither): better: ncat's -i does not apply
-# to an --exec connection, which stays open; sockdiag closes it (but see the bugs marked here).
-@pytest.mark.parametrize("mode", ["relay", pytest.param("echo", marks=_ECHO_IDLE_BUG),
-                                  pytest.param("exec", marks=_EXEC_IDLE_BUG)])
+# to an --exec connection, which stays open; sockdiag closes it and exits 3.
+@pytest.mark.parametrize("mode", ["relay", "echo", "exec"])
 @pytest.mark.parametrize("peer", tools(NC, NCAT))
 def test_idle_timeout_ends_a_single_connection_with_status_3(request, peer, mode):
     if peer == NC and mode != "relay":
