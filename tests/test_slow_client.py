@@ -83,3 +83,49 @@ def test_readers_get_every_byte_while_a_client_that_never_reads_is_dropped():
 def test_max_backlog_is_checked(cli):
     r = cli(["listen", "-k", "--max-backlog", "0", "0"])
     assert r.status == 2 and "--max-backlog" in r.err
+
+
+def _vm_hwm_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from /proc")
+def test_frame_mode_holds_partial_frames_within_one_budget_not_one_per_client():
+    """20 clients each announce a 4 MiB frame and send most of it before finishing: the server
+    reads on (backpressure) within max(2 x --max-frame, 4M) of partial frames, not 20 x 4 MiB,
+    and every frame still arrives whole."""
+    frame = 4 * 1024 * 1024
+    clients = 20
+    payloads = [bytes([65 + i]) * frame for i in range(clients)]
+    with Proc(["listen", "-k", "--frame", "--max-frame", "4M", "-v", "-b", "127.0.0.1", "0"]) as server:
+        port = server.port()
+        baseline = _vm_hwm_mib(server.popen.pid)
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(clients)]
+        wait_until(lambda: server.stderr.count("connection from") == clients)
+
+        def send(sock, payload):
+            sock.sendall(len(payload).to_bytes(4, "big") + payload)
+            sock.shutdown(socket.SHUT_WR)
+
+        out = bytearray()
+        reader = threading.Thread(target=lambda: out.extend(server.popen.stdout.read()))
+        reader.start()
+        senders = [threading.Thread(target=send, args=pair) for pair in zip(socks, payloads)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(120)
+        wait_until(lambda: server.stderr.count("closed 127.0.0.1:") == clients, timeout=60)
+        peak = _vm_hwm_mib(server.popen.pid)
+        for s in socks:
+            s.close()
+        server.interrupt()
+        reader.join(30)
+    lines = bytes(out).split(b"\n")[:-1]
+    assert sorted(lines) == sorted(payloads)  # every frame whole, one line each
+    # 20 x 4 MiB held at once would add 80 MiB; the budget is 8 MiB (plus copies while printing)
+    assert peak - baseline < 48, f"peak RSS grew by {peak - baseline:.0f} MiB"

@@ -30,7 +30,7 @@ class Client:
     """One connected client (not used for --exec: the child owns that connection)."""
 
     __slots__ = ("sock", "fd", "peer", "addr", "pending", "bytes_in", "bytes_out", "last_active", "eof",
-                 "decoder", "mask", "over_since")
+                 "decoder", "mask", "want", "paused", "over_since")
 
     def __init__(self, sock: socket.socket, addr, now: float):
         self.sock, self.addr, self.peer = sock, addr, format_peer(addr)
@@ -41,6 +41,8 @@ class Client:
         self.eof = False
         self.decoder = None  # --frame: a FrameDecoder for what the client sends
         self.mask = 0  # the selector events registered for it; 0 = not registered
+        self.want = 0  # the events it asks for; `mask` drops EVENT_READ from them while `paused`
+        self.paused = False  # not read from (-k --frame: the frame budget is spent)
         self.over_since: float | None = None  # since when it is owed max_backlog or more without taking any
 
 
@@ -108,7 +110,7 @@ class ClientTable:
         client.pending += data
         if client.over_since is None and len(client.pending) >= self.max_backlog:
             client.over_since = self._clock()
-        self._set_mask(client, client.mask | selectors.EVENT_WRITE)
+        self._set_mask(client, client.want | selectors.EVENT_WRITE)
 
     def owed_below(self, limit: int | None = None) -> bool:
         """Whether every client is owed less than `limit` (default: max_backlog) bytes: the
@@ -176,7 +178,20 @@ class ClientTable:
             client.sock.close()
         self._clients.clear()
 
+    def set_paused(self, client: Client, paused: bool) -> None:
+        """Stop (or resume) reading from a client, keeping whatever else it waits for."""
+        if client.paused != paused:
+            client.paused = paused
+            self._set_mask(client, client.want)
+
+    def buffered_frames(self) -> list[tuple[int, Client]]:
+        """(bytes held in its frame decoder, client) for every client that has a decoder."""
+        return [(c.decoder.buffered, c) for c in self._clients.values() if c.decoder is not None]
+
     def _set_mask(self, client: Client, mask: int) -> None:
+        client.want = mask
+        if client.paused:
+            mask &= ~selectors.EVENT_READ
         if mask == client.mask:
             return
         if not client.mask:

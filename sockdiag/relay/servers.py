@@ -33,6 +33,11 @@ from sockdiag.relay.clients import CLIENT_CHUNK, Client, ClientLost, ClientTable
 from sockdiag.relay.report import ServerReport
 from sockdiag.relay.stdio import StdoutSink
 
+# -k --frame: partial frames held for all clients together, at most max(2 x --max-frame, 4 MiB)
+# (plus one receive per client). Past it only the client holding the most is read, so its frame
+# completes and frees the budget; the others wait (backpressure), never clients x --max-frame.
+MIN_FRAME_BUDGET = 4 * 1024 * 1024
+
 __all__ = ["CLIENT_CHUNK", "STDIN_HIGH_WATER", "ServerConfig", "accept_one", "serve"]
 
 
@@ -61,6 +66,8 @@ class _Server:
     def __init__(self, listener: socket.socket, env, config: ServerConfig):
         self.env, self.config = env, config
         self.idle_peer: str | None = None  # the last client -i closed
+        framed = config.mode == "relay" and config.max_frame
+        self.frame_budget = max(2 * config.max_frame, MIN_FRAME_BUDGET) if framed else None
         self.selector = platform.relay_selector()
         report = self.report = ServerReport(env)
         self.clients = ClientTable(self.selector, report, env.clock, on_left=self._client_left,
@@ -91,6 +98,8 @@ class _Server:
                 return ExitStatus.OK
             if self.broadcast is not None:
                 self.broadcast.update_interest()
+            if self.frame_budget is not None:
+                self._apply_frame_budget()
             for key, mask in self.selector.select(self._timeout()):
                 if key.data == "listener":
                     self.acceptor.accept()
@@ -111,6 +120,13 @@ class _Server:
         if self.config.max_frame and self.config.mode == "relay":
             decoder = framing.FrameDecoder(self.config.max_frame)
         self.clients.add(conn, addr, decoder)
+
+    def _apply_frame_budget(self) -> None:
+        held = self.clients.buffered_frames()
+        over = sum(size for size, _ in held) >= self.frame_budget
+        leader = max(held, key=lambda item: item[0])[1] if over and held else None
+        for _size, client in held:
+            self.clients.set_paused(client, over and client is not leader)
 
     def _client_left(self) -> None:
         self.acceptor.client_left()
