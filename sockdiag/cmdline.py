@@ -82,6 +82,23 @@ def host(text: str) -> str:
     return text
 
 
+def frame_header(text: str):
+    """--frame-header: a struct format with exactly one integer code (!I, i, <H, >Q)."""
+    from sockdiag.core.framing import HeaderFormat
+
+    try:
+        return HeaderFormat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def ack_bytes(text: str) -> bytes:
+    """--ack: the acknowledgement, as UTF-8 bytes (not empty)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty acknowledgement")
+    return text.encode("utf-8", "surrogateescape")
+
+
 def port(text: str) -> int:
     from sockdiag.platform import service_port  # lazy: socket import only when parsing a name
 

@@ -181,3 +181,73 @@ def test_lines_survive_any_split(lines, cuts):
         got += splitter.feed(piece)
     assert got == lines
     assert splitter.finish() is None
+
+
+# --- header formats, json mode (issue 12) ------------------------------------------------------------
+
+from sockdiag.core.framing import FrameSpec, HeaderFormat, JsonFrameDecoder, encode_json  # noqa: E402
+
+
+@pytest.mark.parametrize("fmt, size, signed", [
+    pytest.param("!I", 4, False, id="default"), pytest.param("i", 4, True, id="tutorial-native-int"),
+    pytest.param("<H", 2, False, id="le-short"), pytest.param(">Q", 8, False, id="be-long-long"),
+    pytest.param("=b", 1, True, id="signed-byte"),
+])
+def test_header_formats(fmt, size, signed):
+    header = HeaderFormat(fmt)
+    assert (header.size, header.signed) == (size, signed)
+    payload = b"x" * 100
+    assert FrameDecoder(1000, header).frames(encode(payload, header=header)) == [payload]
+
+
+@pytest.mark.parametrize("fmt", ["", "ii", "f", "!d", "s", "4I", "!", "<>I", "@P", "?"])
+def test_other_formats_are_refused(fmt):
+    with pytest.raises(ValueError):
+        HeaderFormat(fmt)
+
+
+def test_negative_length_is_malformed():
+    header = HeaderFormat("i")
+    with pytest.raises(FrameError, match="negative length"):
+        FrameDecoder(100, header).frames(header.pack(-1))
+
+
+def test_small_header_caps_the_frame():
+    with pytest.raises(FrameError):
+        encode(b"x" * 70000, header=HeaderFormat("!H"))
+
+
+@given(st.lists(st.binary(max_size=300), max_size=8), st.data())
+def test_json_frames_survive_any_split(bodies, data):
+    header = HeaderFormat("i")
+    stream = b"".join(encode_json(body, header=header) for body in bodies)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    decoder, out, last = JsonFrameDecoder(1000, header), [], 0
+    for cut in cuts + [len(stream)]:
+        out += decoder.frames(stream[last:cut])
+        last = cut
+    decoder.close()
+    assert [body for _meta, body in out] == bodies
+    assert all(meta == {"total_size": len(body)} for meta, body in out)
+
+
+@pytest.mark.parametrize("meta", [b"not json", b"[1,2]", b'{"size": 3}', b'{"total_size": "3"}',
+                                  b'{"total_size": -1}', b'{"total_size": 99999}', b"\xff\xfe"])
+def test_bad_json_headers_are_malformed(meta):
+    with pytest.raises(FrameError):
+        JsonFrameDecoder(1000).frames(encode(meta))
+
+
+def test_json_stream_ending_inside_a_body():
+    decoder = JsonFrameDecoder(1000)
+    decoder.frames(encode_json(b"hello")[:-2])
+    with pytest.raises(FrameError, match="inside a body"):
+        decoder.close()
+
+
+def test_frame_spec_directions_and_printing():
+    spec = FrameSpec(direction="in")
+    assert spec.reads_frames and not spec.sends_frames
+    assert FrameSpec(direction="out").sends_frames and not FrameSpec(direction="out").reads_frames
+    assert spec.printable(b"line") == (b"line\n", None)
+    assert FrameSpec(mode="json").printable(({"total_size": 2}, b"ok")) == (b"ok", {"total_size": 2})

@@ -28,6 +28,9 @@ def add_probe(sub) -> None:
     p.add_argument("-a", "--all", action="store_true", help="also print closed, filtered and unreachable ports")
     p.add_argument("--banner", action="store_true",
                    help="read and show what each open service sends first (up to 512 bytes, within --timeout)")
+    p.add_argument("--close", choices=("rst", "fin"), default="rst",
+                   help="how an open probe is closed: rst (default, as nmap -sT: no TIME_WAIT left) or fin, a "
+                        "normal close for fragile servers that crash on a reset")
     p.add_argument("--force", action="store_true", help="allow target blocks larger than /16")
     output(p)
     common(p)

@@ -19,12 +19,13 @@ BACKLOG_GRACE = 5.0  # seconds a client may sit over its backlog without reading
 class StdinBroadcast:
     """Stdin, registered with the selector (as "stdin") only while it should be read."""
 
-    def __init__(self, env, selector: selectors.BaseSelector, clients: ClientTable, max_frame: int | None):
+    def __init__(self, env, selector: selectors.BaseSelector, clients: ClientTable, frames):
         self._selector, self._clients = selector, clients
         self._stdin = open_stdin(env)
         self._open = True
         self._registered = False
-        self._splitter = framing.LineSplitter(max_frame, what="stdin line") if max_frame else None
+        self._frames = frames if frames is not None and frames.sends_frames else None
+        self._splitter = framing.LineSplitter(frames.max_frame, what="stdin line") if self._frames else None
 
     def update_interest(self) -> None:
         """Read stdin only while it is open, someone listens, and nobody is owed too much."""
@@ -41,9 +42,9 @@ class StdinBroadcast:
         if not data:
             self._open = False  # clients stay: a server's stdin ending does not end their sessions
             last = self._splitter.finish() if self._splitter is not None else None
-            data = framing.encode(last) if last is not None else b""
+            data = self._frames.encode(last) if last is not None else b""
         elif self._splitter is not None:
-            data = b"".join(framing.encode(line) for line in self._splitter.feed(data))
+            data = b"".join(self._frames.encode(line) for line in self._splitter.feed(data))
         if not data:
             return
         for client in self._clients:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import socket
 
+from sockdiag import platform
 from sockdiag.core.errors import UsageError
+from sockdiag.core.framing import DEFAULT_HEADER, FrameSpec
 from sockdiag.core.portspec import format_hostport
 from sockdiag.relay.stream import StreamOptions, relay
 from sockdiag.relay.access import AccessList, check_exec_safety, exec_command
@@ -23,7 +25,15 @@ def run_connect(args, env) -> int:
 
         return run_udp_connect(args, env)
     sock, peer = connect_tcp(args, env)
+    spec = frame_spec(args)
     with sock:
+        if spec is not None and spec.is_dialogue:
+            from sockdiag.relay.dialogue import Dialogue, converse, header_note
+
+            dialogue = Dialogue(sock, spec, peer, args.idle_timeout, header_note(peer, env))
+            converse(dialogue, env)
+            env.info(f"closed, {dialogue.bytes_in} bytes in, {dialogue.bytes_out} bytes out")
+            return ExitStatus.OK
         stats = relay(sock, env, peer, stream_options(args, env))
     env.info(f"closed, {stats.summary()}")
     return ExitStatus.OK
@@ -40,16 +50,24 @@ def run_listen(args, env) -> int:
 
         return run_udp_listen(args, env, acl)
     candidates = listen_candidates(args, socket.SOCK_STREAM)
-    if command is not None:
+    if command is not None or args.exec_each is not None:
         check_exec_safety(candidates[0][1][0], acl)
+    spec = frame_spec(args)
     listener = open_listener(candidates, socket.SOCK_STREAM)
     with listener:
         env.info(f"listening on {format_hostport(*listener.getsockname()[:2])}")
+        if args.exec_each is not None or (spec is not None and spec.is_dialogue):
+            from sockdiag.relay.dialogue import EachCommand, serve_dialogues
+
+            each = EachCommand(_each_argv(args.exec_each), args.exec_stderr) if args.exec_each is not None else None
+            return serve_dialogues(listener, env, spec or FrameSpec(direction="in", max_frame=args.max_frame), acl,
+                                   keep_open=args.keep_open, max_clients=args.max_clients,
+                                   idle=args.idle_timeout, command=each)
         if args.keep_open or args.echo or command is not None:
             mode = "exec" if command is not None else "echo" if args.echo else "relay"
             config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,
                                   max_clients=args.max_clients, idle=args.idle_timeout,
-                                  max_frame=args.max_frame if args.frame else None, max_backlog=args.max_backlog)
+                                  frames=spec, max_backlog=args.max_backlog)
             return serve(listener, env, config)
         conn, peer = accept_one(listener, env, acl)
     with conn:  # the listener is closed: like nc -l, one client, then the port is free again
@@ -60,27 +78,63 @@ def run_listen(args, env) -> int:
 
 
 def stream_options(args, env) -> StreamOptions:
-    return StreamOptions(shutdown=not args.no_shutdown, idle=args.idle_timeout,
-                         max_frame=args.max_frame if args.frame else None, exit_on_peer_eof=env.stdin_isatty)
+    return StreamOptions(shutdown=not args.no_shutdown, idle=args.idle_timeout, frames=frame_spec(args),
+                         exit_on_peer_eof=env.stdin_isatty)
+
+
+def frame_spec(args) -> FrameSpec | None:
+    """The --frame options as one FrameSpec, or None for a byte stream. --frame-header,
+    --frame-mode, --frame-dir and --ack each imply --frame."""
+    if not (args.frame or args.frame_header or args.frame_mode or args.frame_dir or args.ack):
+        return None
+    return FrameSpec(args.max_frame, args.frame_header or DEFAULT_HEADER, args.frame_mode or "length",
+                     args.frame_dir or "both", args.ack or b"ok")
+
+
+def _each_argv(command: str):
+    if not command.strip():
+        raise UsageError("--exec-each: empty command")
+    try:
+        argv = platform.split_command(command)
+    except ValueError as exc:
+        raise UsageError(f"--exec-each {command!r}: {exc}") from None
+    if isinstance(argv, list):
+        import shutil
+
+        if shutil.which(argv[0]) is None:
+            raise UsageError(f"--exec-each: command not found: {argv[0]}")
+    return argv
 
 
 def _check_common(args) -> None:
+    framed = frame_spec(args) is not None
     if args.raw and not args.udp:
         raise UsageError("--raw applies to UDP only (-u)")
-    if args.frame and args.udp:
+    if framed and args.udp:
         raise UsageError("--frame is a TCP message mode; UDP datagrams are messages already")
+    if args.ack and args.frame_mode != "ascii-ack":
+        raise UsageError("--ack applies to --frame-mode ascii-ack only")
+    if getattr(args, "reply_wait", None) is not None and not args.udp:
+        raise UsageError("--reply-wait applies to UDP only (-u)")
+    if getattr(args, "output", "text") != "text" and not args.udp:
+        raise UsageError("-o json applies to listen -u only (one object per datagram)")
 
 
 def _check_listen(args) -> None:
     if args.exec_cmd and args.sh_exec:
         raise UsageError("--exec and --sh-exec exclude each other")
     runs_command = bool(args.exec_cmd or args.sh_exec)
+    framed = frame_spec(args) is not None
     if runs_command and args.echo:
         raise UsageError("--echo and --exec/--sh-exec exclude each other")
-    if runs_command and (args.udp or args.frame):
+    if runs_command and (args.udp or framed):
         raise UsageError("--exec/--sh-exec needs a plain TCP connection (no -u, no --frame)")
-    if args.frame and args.echo:
+    if framed and args.echo:
         raise UsageError("--frame does not apply to --echo (the echo is byte-exact, frames included)")
+    if args.exec_each is not None and (runs_command or args.echo or args.udp):
+        raise UsageError("--exec-each excludes --exec, --sh-exec, --echo and -u")
+    if args.frame_mode == "ascii-ack" and args.keep_open and args.exec_each is None:
+        raise UsageError("--frame-mode ascii-ack with -k needs --exec-each (stdin cannot answer many clients)")
     if args.max_clients is not None and not args.keep_open:
         raise UsageError("--max-clients needs -k (without -k, listen serves one client)")
 

@@ -51,17 +51,18 @@ class StdinToSocket(_Direction):
     (unless shutdown is off) once everything read has been sent."""
 
     def __init__(self, sock: socket.socket, peer: str, clock: Callable[[], float], stdin: StdinSource, *,
-                 zero_copy: bool, max_frame: int | None, shutdown: bool):
+                 zero_copy: bool, frames: framing.FrameSpec | None, shutdown: bool):
         super().__init__(sock, peer, clock)
         self.stdin, self.shutdown = stdin, shutdown
+        self.frames = frames
         self.wait = WAIT_INPUT
         self.stdin_done = False
         self.buffer = memoryview(bytearray(CHUNK))
         self.pending = memoryview(b"")  # read from stdin, not yet sent (copy and frame modes)
         self.splitter = None
-        if max_frame is not None:
+        if frames is not None and frames.sends_frames:
             self.mode = "frame"
-            self.splitter = framing.LineSplitter(max_frame, what="stdin line")
+            self.splitter = framing.LineSplitter(frames.max_frame, what="stdin line")
         elif zero_copy:
             self.mode = {"file": "sendfile", "pipe": "splice"}.get(stdin.kind, "copy")
         else:
@@ -111,7 +112,7 @@ class StdinToSocket(_Direction):
                 self.pending = self.buffer[:count]
             else:
                 lines = self.splitter.feed(self.buffer[:count].tobytes())
-                self.pending = memoryview(b"".join(framing.encode(line) for line in lines))
+                self.pending = memoryview(b"".join(self.frames.encode(line) for line in lines))
         if self.pending:
             try:
                 sent = self.sock.send(self.pending)
@@ -130,7 +131,7 @@ class StdinToSocket(_Direction):
     def _stdin_eof(self) -> None:
         self.stdin_done = True
         if self.splitter is not None and (last := self.splitter.finish()) is not None:
-            self.pending = memoryview(framing.encode(last))  # a last line without newline
+            self.pending = memoryview(self.frames.encode(last))  # a last line without newline
 
     def _finish(self) -> None:
         self.open = False
@@ -146,15 +147,17 @@ class SocketToStdout(_Direction):
     what that means for the other direction)."""
 
     def __init__(self, sock: socket.socket, peer: str, clock: Callable[[], float], sink: StdoutSink, *,
-                 zero_copy: bool, max_frame: int | None, on_peer_eof: Callable[[], None]):
+                 zero_copy: bool, frames: framing.FrameSpec | None, on_peer_eof: Callable[[], None],
+                 on_header: Callable[[dict], None] | None = None):
         super().__init__(sock, peer, clock)
-        self.sink, self.on_peer_eof = sink, on_peer_eof
+        self.sink, self.on_peer_eof, self.on_header = sink, on_peer_eof, on_header
+        self.frames = frames
         self.buffer = memoryview(bytearray(CHUNK))
         self.pipe: tuple[int, int] | None = None  # splice-pipe mode: made on first use, closed by close()
         self.decoder = None
-        if max_frame is not None:
+        if frames is not None and frames.reads_frames:
             self.mode = "frame"
-            self.decoder = framing.FrameDecoder(max_frame)
+            self.decoder = frames.decoder()
         elif zero_copy:
             self.mode = {"pipe": "splice", "file": "splice-pipe", "char": "splice-pipe"}.get(sink.kind, "copy")
         else:
@@ -197,8 +200,11 @@ class SocketToStdout(_Direction):
             frames = self.decoder.frames(self.buffer[:count].tobytes())
         except framing.FrameError as exc:
             raise framing.FrameError(f"receive from {self.peer}: {exc.message}") from None
-        for frame in frames:
-            self.sink.write(frame + b"\n")
+        for item in frames:
+            data, meta = self.frames.printable(item)
+            if meta is not None and self.on_header is not None:
+                self.on_header(meta)
+            self.sink.write(data)
         return count
 
     def _splice_direct(self) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sockdiag.cmdline import bytes_size, common, host, family, port, port_or_zero, int_range, seconds
+from sockdiag.cmdline import (ack_bytes, bytes_size, common, family, frame_header, host, int_range, port, port_or_zero,
+                              seconds)
 
 def _stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by connect and listen."""
@@ -19,8 +20,21 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
                              "length prefix; each received frame is printed as one line")
     parser.add_argument("--max-frame", type=bytes_size, default=16 * 1024 * 1024, metavar="BYTES",
                         help="largest frame accepted in --frame mode (default 16M)")
+    parser.add_argument("--frame-header", type=frame_header, metavar="FMT",
+                        help="the length header as a Python struct format with one integer code and an optional "
+                             "byte-order prefix: !I (default: 4 bytes big-endian), i (struct.pack('i', n): native, "
+                             "signed), <H, >Q; implies --frame")
+    parser.add_argument("--frame-mode", choices=("length", "json", "ascii-ack"),
+                        help="length: a length header per message (default); json: a length header, a JSON object "
+                             "with total_size, then the body; ascii-ack: the length in decimal, an acknowledgement "
+                             "(--ack), then the body; implies --frame")
+    parser.add_argument("--frame-dir", choices=("both", "in", "out"),
+                        help="which way messages are framed: both (default), in (frames arrive, stdin goes raw), "
+                             "out (stdin goes as frames, what arrives is printed raw); implies --frame")
+    parser.add_argument("--ack", type=ack_bytes, metavar="BYTES",
+                        help="--frame-mode ascii-ack: the acknowledgement bytes (default ok)")
     parser.add_argument("--raw", action="store_true",
-                        help="UDP: send each read chunk of stdin as a datagram instead of each line")
+                        help="UDP: send each read chunk of stdin as one datagram, as read (default: each line, without its terminator)")
 
 
 def access_options(parser) -> None:
@@ -51,6 +65,14 @@ def add_listen(sub) -> None:
     p.add_argument("--exec", dest="exec_cmd", metavar="CMD",
                    help="run CMD (no shell) per connection with the socket as its stdin/stdout")
     p.add_argument("--sh-exec", dest="sh_exec", metavar="CMD", help="like --exec, through /bin/sh -c")
+    p.add_argument("--exec-each", dest="exec_each", metavar="CMD",
+                   help="run CMD (no shell) once per received message, the message on its stdin; its output is "
+                        "one reply message, framed as the --frame options say (loopback only unless --allow)")
+    p.add_argument("--exec-stderr", action=argparse.BooleanOptionalAction, default=True,
+                   help="--exec-each: include CMD's stderr in the reply (default on)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                   help="-u: print each datagram as text (default; a newline added where it lacks one) or as "
+                        "one JSON object (from, port, size, data or data_b64)")
     access_options(p)
     _stream_options(p)
     common(p)
@@ -68,5 +90,8 @@ def add_connect(sub) -> None:
     p.add_argument("-p", "--source-port", type=port, metavar="PORT", help="local port to connect from")
     p.add_argument("--wait", type=seconds, default=1.0, metavar="SEC",
                    help="UDP: how long to wait for replies after stdin EOF (default 1)")
+    p.add_argument("--reply-wait", type=seconds, metavar="SEC",
+                   help="UDP: send one datagram, wait up to SEC for its reply, then send the next "
+                        "(a request/response loop)")
     _stream_options(p)
     common(p)

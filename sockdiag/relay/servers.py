@@ -45,9 +45,9 @@ class ServerConfig:
     """What serve() does with each client: mode is 'relay', 'echo' or 'exec'."""
 
     def __init__(self, *, mode: str, acl: AccessList, keep_open: bool, command=None, max_clients: int | None = None,
-                 idle: float | None = None, max_frame: int | None = None, max_backlog: int = STDIN_HIGH_WATER):
+                 idle: float | None = None, frames=None, max_backlog: int = STDIN_HIGH_WATER):
         self.mode, self.acl, self.keep_open, self.command = mode, acl, keep_open, command
-        self.max_clients, self.idle, self.max_frame, self.max_backlog = max_clients, idle, max_frame, max_backlog
+        self.max_clients, self.idle, self.frames, self.max_backlog = max_clients, idle, frames, max_backlog
 
 
 def serve(listener: socket.socket, env, config: ServerConfig) -> int:
@@ -66,15 +66,15 @@ class _Server:
     def __init__(self, listener: socket.socket, env, config: ServerConfig):
         self.env, self.config = env, config
         self.idle_peer: str | None = None  # the last client -i closed
-        framed = config.mode == "relay" and config.max_frame
-        self.frame_budget = max(2 * config.max_frame, MIN_FRAME_BUDGET) if framed else None
+        framed = config.mode == "relay" and config.frames is not None and config.frames.reads_frames
+        self.frame_budget = max(2 * config.frames.max_frame, MIN_FRAME_BUDGET) if framed else None
         self.selector = platform.relay_selector()
         report = self.report = ServerReport(env)
         self.clients = ClientTable(self.selector, report, env.clock, on_left=self._client_left,
                                    max_backlog=config.max_backlog)
         relay = config.mode == "relay"
         self.sink = StdoutSink(env) if relay else None
-        self.broadcast = StdinBroadcast(env, self.selector, self.clients, config.max_frame) if relay else None
+        self.broadcast = StdinBroadcast(env, self.selector, self.clients, config.frames) if relay else None
         self.children = Children(report, config.command, config.keep_open, on_left=self._client_left,
                                  idle=config.idle, clock=env.clock)
         self.acceptor = Acceptor(listener, self.selector, report, env.clock, acl=config.acl,
@@ -117,8 +117,8 @@ class _Server:
             self.children.spawn(conn, addr)
             return
         decoder = None
-        if self.config.max_frame and self.config.mode == "relay":
-            decoder = framing.FrameDecoder(self.config.max_frame)
+        if self.frame_budget is not None:
+            decoder = self.config.frames.decoder()
         self.clients.add(conn, addr, decoder)
 
     def _apply_frame_budget(self) -> None:
@@ -156,8 +156,11 @@ class _Server:
         elif self.config.mode == "echo":
             self.clients.echo(client, data)
         elif client.decoder is not None:
-            for frame in client.decoder.frames(data.tobytes()):
-                self.sink.write(frame + b"\n")
+            for item in client.decoder.frames(data.tobytes()):
+                payload, meta = self.config.frames.printable(item)
+                if meta is not None:
+                    self.env.info(f"frame header from {client.peer}: {meta}")
+                self.sink.write(payload)
         else:
             self.sink.write(data)
 

@@ -21,11 +21,11 @@ from sockdiag.relay.stdio import StdinSource, StdoutSink, open_stdin
 class StreamOptions:
     """How a relay behaves: half-close on stdin EOF, idle limit, frame mode, tty exit."""
 
-    def __init__(self, *, shutdown: bool = True, idle: float | None = None, max_frame: int | None = None,
+    def __init__(self, *, shutdown: bool = True, idle: float | None = None, frames=None,
                  exit_on_peer_eof: bool = False):
         self.shutdown = shutdown
         self.idle = idle
-        self.max_frame = max_frame  # None: byte stream; a number: --frame with this maximum
+        self.frames = frames  # None: byte stream; a core.framing.FrameSpec: --frame mode
         self.exit_on_peer_eof = exit_on_peer_eof  # stdin is a terminal: do not wait for a keystroke
 
 
@@ -63,10 +63,11 @@ class _Relay:
         self.exit_on_peer_eof = options.exit_on_peer_eof
         self.stdin_fd, self.sockfd = stdin.fd, sock.fileno()
         zero_copy = platform.zero_copy_supported()
-        self.up = StdinToSocket(sock, peer, env.clock, stdin, zero_copy=zero_copy, max_frame=options.max_frame,
+        self.up = StdinToSocket(sock, peer, env.clock, stdin, zero_copy=zero_copy, frames=options.frames,
                                 shutdown=options.shutdown)
-        self.down = SocketToStdout(sock, peer, env.clock, sink, zero_copy=zero_copy, max_frame=options.max_frame,
-                                   on_peer_eof=self._peer_eof)
+        self.down = SocketToStdout(sock, peer, env.clock, sink, zero_copy=zero_copy, frames=options.frames,
+                                   on_peer_eof=self._peer_eof,
+                                   on_header=lambda meta: env.info(f"frame header from {peer}: {meta}"))
 
     @property
     def stats(self) -> Stats:
