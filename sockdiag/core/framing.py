@@ -265,7 +265,7 @@ class LineSplitter:
 
 
 FRAME_MODES = ("length", "json", "ascii-ack")
-FRAME_DIRECTIONS = ("both", "in", "out")
+FRAME_DIRECTIONS = ("both", "in", "out", "none")  # none: raw both ways (a dialogue without --frame)
 
 
 class FrameSpec:

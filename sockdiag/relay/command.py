@@ -60,7 +60,7 @@ def run_listen(args, env) -> int:
             from sockdiag.relay.dialogue import EachCommand, serve_dialogues
 
             each = EachCommand(_each_argv(args.exec_each), args.exec_stderr) if args.exec_each is not None else None
-            return serve_dialogues(listener, env, spec or FrameSpec(direction="in", max_frame=args.max_frame), acl,
+            return serve_dialogues(listener, env, spec or FrameSpec(direction="none", max_frame=args.max_frame), acl,
                                    keep_open=args.keep_open, max_clients=args.max_clients,
                                    idle=args.idle_timeout, command=each)
         if args.keep_open or args.echo or command is not None:
