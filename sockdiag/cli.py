@@ -21,6 +21,8 @@ COMMANDS = {
     "probe": ("sockdiag.probe.options:add_probe", "sockdiag.probe.command:run"),
     "states": ("sockdiag.states.options:add_states", "sockdiag.states.command:run"),
     "bindcheck": ("sockdiag.bindcheck.options:add_bindcheck", "sockdiag.bindcheck.command:run"),
+    "wait": ("sockdiag.wait.options:add_wait", "sockdiag.wait.command:run"),
+    "ping": ("sockdiag.ping.options:add_ping", "sockdiag.ping.command:run"),
 }
 
 

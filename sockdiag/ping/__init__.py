@@ -1,0 +1,1 @@
+"""ping: TCP connect latency (or a UDP request/reply), ping-style."""
