@@ -121,7 +121,7 @@ def plan(args, jobs: Jobs, env) -> tuple[ScanConfig, int]:
     report = frozenset(STATES) if args.all else frozenset({OPEN, OPEN_FILTERED} if args.udp else {OPEN})
     config = ScanConfig(udp=args.udp, timeout=args.timeout, retries=args.retries, concurrency=concurrency,
                         rate=args.rate, banner=args.banner, banner_wait=args.timeout, banner_bytes=BANNER_BYTES,
-                        report=report)
+                        report=report, close=args.close)
     env.info(f"{jobs.total} attempts, {concurrency} in flight at most, {shards} scanner thread(s), "
              f"timeout {args.timeout:g} s, {args.retries} retries", level=2)
     return config, shards

@@ -73,7 +73,7 @@ class Completions:
             self._finish(attempt.index, attempt.ip, attempt.port, CLOSED, attempt.rtt, None, None)
             return
         if not self.config.banner:
-            self._drop(fd, sock, reset=True)
+            self._drop(fd, sock, established=True)
             self._finish(attempt.index, attempt.ip, attempt.port, OPEN, attempt.rtt, None, None)
             return
         self._inflight.watch_banner(fd, attempt, self.clock() + self.config.banner_wait)
@@ -88,7 +88,7 @@ class Completions:
         if data and b"\n" not in data and len(attempt.banner) < self.config.banner_bytes:
             self._table[fd] = attempt  # more may come before the banner deadline
             return
-        self._drop(fd, attempt.sock, reset=True)
+        self._drop(fd, attempt.sock, established=True)
         self._finish(attempt.index, attempt.ip, attempt.port, OPEN, attempt.rtt, None, attempt.banner)
 
     def expire(self, now: float) -> None:
@@ -111,5 +111,5 @@ class Completions:
             if inflight.get(fd) is not attempt:
                 continue
             del inflight[fd]
-            self._drop(fd, attempt.sock, reset=True)
+            self._drop(fd, attempt.sock, established=True)
             self._finish(attempt.index, attempt.ip, attempt.port, OPEN, attempt.rtt, None, attempt.banner)

@@ -26,15 +26,19 @@ class InFlight:
 
     The shard's loop and Completions use `table` and the deadline queues directly; a socket is
     removed from `table` before drop() closes it, so it is closed exactly once.
+
+    linger: the SO_LINGER value an open probe is closed with, {1, 0} (RST) for --close rst, or
+    None for --close fin (a normal close, FIN). rst: {1, 0}, for what is reset whatever --close
+    says (a self-connect). Decided once per shard, so drop() only tests for None.
     """
 
-    def __init__(self, timeout: float, linger: bytes, tally: Tally):
+    def __init__(self, timeout: float, linger: bytes | None, rst: bytes, tally: Tally):
         self.timeout = timeout
+        self.linger, self._rst = linger, rst
         self.table: dict[int, Attempt] = {}
         self.deadlines: deque = deque()  # (deadline, fd, attempt): one timeout, so FIFO is sorted
         self.banner_deadlines: deque = deque()
         self.poller: Poller | None = None
-        self._linger = linger
         self._live, self._live_heap, self._started = tally.live, tally.live_heap, tally.started
 
     def open(self, kind: str) -> None:
@@ -71,13 +75,16 @@ class InFlight:
             wake = min(wake, self.banner_deadlines[0][0])
         return wake
 
-    def drop(self, fd: int, sock, reset: bool = False) -> None:
+    def drop(self, fd: int, sock, established: bool = False, reset: bool = False) -> None:
         """Close an attempt's socket (exactly once: callers have removed it from the table).
 
-        reset: the connection was established, so close with SO_LINGER 0, which sends RST
-        instead of FIN. The scanning side then keeps no TIME_WAIT socket, and repeated full
-        scans do not pile up TIME_WAIT entries holding ephemeral ports. (Refused and silent
-        attempts never reached ESTABLISHED: a plain close leaves nothing behind.)
+        established: the handshake completed, so close as --close says. With SO_LINGER 0
+        close() sends RST instead of FIN: the scanning side keeps no TIME_WAIT socket, and
+        repeated full scans do not pile up TIME_WAIT entries holding ephemeral ports. With
+        --close fin (linger None) it is a normal close, after _drain. Refused and silent
+        attempts never reached ESTABLISHED: a plain close leaves nothing behind.
+        reset: RST whatever --close says: a socket connected to itself has no server to
+        spare, and its TIME_WAIT would hold the scanned port against a server's bind().
         """
         try:
             self.poller.forget(fd)
@@ -85,7 +92,12 @@ class InFlight:
             pass
         try:
             if reset:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self._linger)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self._rst)
+            elif established:
+                if self.linger is None:
+                    _drain(sock)
+                else:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self.linger)
         except OSError:
             pass
         finally:
@@ -96,8 +108,21 @@ class InFlight:
         for fd, attempt in list(self.table.items()):
             del self.table[fd]
             try:
-                self.drop(fd, attempt.sock, reset=attempt.rtt is not None)
+                self.drop(fd, attempt.sock, established=attempt.rtt is not None)
             except OSError:
                 pass
         if self.poller is not None:
             self.poller.close()
+
+
+_DRAIN_READS = 8  # at most 512 KiB: a service that keeps sending (chargen) gets its RST anyway
+
+
+def _drain(sock) -> None:
+    """Read (and drop) what the peer sent and nobody read, so that close() sends FIN: closing
+    with unread data sends RST (RFC 2525 2.17, Linux and the BSDs), and --close fin promised
+    FIN to a server that greets first. The socket is non-blocking; this ends at the first
+    EAGAIN or EOF."""
+    for _ in range(_DRAIN_READS):
+        if not sock.recv(65536):
+            return

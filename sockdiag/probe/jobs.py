@@ -9,7 +9,8 @@ from sockdiag.probe.results import OPEN
 
 
 class ScanConfig:
-    """How to scan: per-shard concurrency, per-attempt timeout, retries for silent ports.
+    """How to scan: per-shard concurrency, per-attempt timeout, retries for silent ports, and how
+    an open probe is closed (close: "rst", SO_LINGER 0 as nmap -sT, or "fin", a normal close).
 
     Plain classes here, not dataclasses: dataclasses imports inspect, ~10 ms of start-up in a
     command whose whole loopback scan of 1024 ports takes about as long.
@@ -17,10 +18,13 @@ class ScanConfig:
 
     def __init__(self, *, udp: bool = False, timeout: float = 1.0, retries: int = 0, concurrency: int = 1024,
                  rate: float | None = None, banner: bool = False, banner_wait: float = 1.0,
-                 banner_bytes: int = 512, udp_payload: bytes = b"", report: frozenset = frozenset({OPEN})):
+                 banner_bytes: int = 512, udp_payload: bytes = b"", report: frozenset = frozenset({OPEN}),
+                 close: str = "rst"):
+        if close not in ("rst", "fin"):
+            raise ValueError(f"close must be 'rst' or 'fin', not {close!r}")
         self.udp, self.timeout, self.retries, self.concurrency = udp, timeout, retries, concurrency
         self.rate, self.banner, self.banner_wait, self.banner_bytes = rate, banner, banner_wait, banner_bytes
-        self.udp_payload = udp_payload
+        self.udp_payload, self.close = udp_payload, close
         self.report = report  # results of these states are handed back; the others only counted
 
     def replace(self, **changes) -> "ScanConfig":

@@ -63,7 +63,8 @@ class Shard:
         # The tally's own deque and dict, never replaced: probe.pool drains `out` result by result.
         self.out: deque[Result] = tally.out  # reportable results, in completion order
         self.counts = tally.counts
-        self._inflight = InFlight(config.timeout, platform.linger_rst_value(), tally)
+        rst = platform.linger_rst_value()
+        self._inflight = InFlight(config.timeout, rst if config.close == "rst" else None, rst, tally)
         retry: deque = deque()  # (index, tries): expired or backed-off jobs, started again first
         self._completions = Completions(config, clock, self._inflight, tally, retry)
         self._launcher = Launcher(jobs, config, first, step, clock, socket_factory or _raw_socket,
