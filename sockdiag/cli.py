@@ -38,7 +38,7 @@ def build_parser():
     (argparse-manpage imports this to build the man page)."""
     import argparse
 
-    from sockdiag.cmdline import PROG, Parser, common
+    from sockdiag.cmdline import PROG, Parser, PrintCompletion, common
     from sockdiag.core.status import EXIT_STATUS_HELP
 
     epilog = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_STATUS_HELP) + (
@@ -47,6 +47,9 @@ def build_parser():
                                            "the socket table and a bind/TIME_WAIT diagnosis in one tool.",
                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--print-completion", action=PrintCompletion, choices=("bash", "zsh"), metavar="SHELL",
+                        help="print the shell completion script for SHELL (bash or zsh), generated from these "
+                             "options, and exit")
     common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
@@ -64,7 +67,7 @@ def main(argv: Sequence[str] | None = None, env=None) -> int:
         from sockdiag.env import Env
 
         env = Env.from_process()
-    from sockdiag.cmdline import OUTPUT_STREAMS, ParserExit
+    from sockdiag.cmdline import OUTPUT_STREAMS, CompletionRequested, ParserExit
 
     token = OUTPUT_STREAMS.set((env.stdout, env.stderr))
     try:
@@ -72,6 +75,8 @@ def main(argv: Sequence[str] | None = None, env=None) -> int:
             args = build_parser().parse_args(argv)
         except ParserExit as exc:
             return exc.status
+        except CompletionRequested as request:
+            return _print_completion(env, request.shell)
         finally:
             OUTPUT_STREAMS.reset(token)
         env.verbosity, env.debug = args.verbose or 0, bool(args.debug)
@@ -79,6 +84,15 @@ def main(argv: Sequence[str] | None = None, env=None) -> int:
         return _run(args, env)
     finally:
         _final_flush(env)
+
+
+def _print_completion(env, shell: str) -> int:
+    """The completion script, generated from the parser by shtab: it cannot drift from the options."""
+    import shtab
+
+    env.write(shtab.complete(build_parser(), shell=shell))
+    env.flush()
+    return 0
 
 
 def _print_version(env) -> int:

@@ -28,6 +28,20 @@ class ParserExit(Exception):
         self.status = status
 
 
+class CompletionRequested(Exception):
+    """--print-completion SHELL was given: cli.main prints the script (shtab) instead of running."""
+
+    def __init__(self, shell: str):
+        self.shell = shell
+
+
+class PrintCompletion(argparse.Action):
+    """--print-completion bash|zsh, answered before a command is required (like --version)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise CompletionRequested(values)
+
+
 class Parser(argparse.ArgumentParser):
     """ArgumentParser that writes to the Env's streams and never calls sys.exit()."""
 
@@ -135,6 +149,13 @@ def seconds(text: str) -> float:
     if not 0 < value <= MAX_SECONDS:  # also false for nan
         raise argparse.ArgumentTypeError(f"out of range: {text!r} ({allowed})")
     return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """A duration that may be 0 (nc -q 0: at once)."""
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return seconds(text)
 
 
 def int_range(minimum: int, maximum: int = MAX_COUNT):
