@@ -273,7 +273,7 @@ def test_time_wait_windows_never_advises_reuseaddr():
 def test_orphaned_closing_states_count_with_time_wait():
     fin = row("FIN_WAIT2", remote="127.0.0.1", remote_port=4)
     d = verdict(REUSEADDR_OK, [TW, fin], expires_s=5)
-    assert d.verdict == "time-wait only" and "1 FIN_WAIT2" in d.reason
+    assert d.verdict == "time-wait only" and "and 1 socket in FIN_WAIT2" in d.reason
 
 
 def test_closing_state_with_a_pid_is_live():

@@ -118,6 +118,17 @@ def _read_timers() -> dict[tuple, float]:
     return time_wait_timers(entries, platform.clock_ticks_per_second())
 
 
+def _last_expiry(holders: Sequence[Mapping[str, Any]], timers: Mapping[tuple, float], state: str, *,
+                 every: bool) -> float | None:
+    """Seconds until the last holder in `state` expires, from the kernel's timers. With `every`, None
+    unless each one shows its timer (a FIN_WAIT2 kept beyond 60 s is a full socket without one)."""
+    times = [row_timer(row, timers) for row in holders if row.get("state") == state]
+    known = [t for t in times if t is not None]
+    if not known or (every and len(known) < len(times)):
+        return None
+    return round(max(known), 1)
+
+
 def _public_row(row: Mapping[str, Any]) -> dict:
     from sockdiag.core.sockview import ROW_KEYS
 
@@ -138,10 +149,10 @@ def run(args, env) -> int:
         env.warn("the socket table is not readable (access denied): holders unknown; run as root to see them")
     holders, others = select_holders(rows or [], port, target)
     timers = {} if udp else _read_timers()
-    expiries = [t for t in (row_timer(row, timers) for row in holders) if t is not None]
-    expires_s = round(max(expiries), 1) if expiries else None
+    expires_s = _last_expiry(holders, timers, "TIME_WAIT", every=False)
     diagnosis = decide(attempts, None if rows is None else holders, port=port, address=target.address,
-                       expires_s=expires_s, udp=udp, rules=platform.bind_rules())
+                       expires_s=expires_s, udp=udp, rules=platform.bind_rules(),
+                       fin_wait2_expires_s=_last_expiry(holders, timers, "FIN_WAIT2", every=True))
     report = {"port": port, "address": target.address, "proto": "udp" if udp else "tcp",
               "verdict": diagnosis.verdict, "attempts": attempts,
               "holders": None if rows is None else [_public_row(row) for row in holders],

@@ -16,6 +16,10 @@ from typing import Any, NamedTuple
 from sockdiag.core import render
 from sockdiag.core.portspec import PortSpecError, format_hostport, parse_ports
 
+# "time-wait only" covers every orphaned closing state, FIN_WAIT2 included: Linux keeps an orphaned
+# FIN_WAIT2 connection as a time-wait socket (tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_timeout); a
+# full socket first when tcp_fin_timeout exceeds 60 s), bound by the same SO_REUSEADDR rule and gone
+# by itself. The key stays for scripts; the reason names the states and their waits.
 VERDICTS = ("free", "in use", "time-wait only", "reuseport group", "permission", "address not available",
             "error")
 JSON_KEYS = ("port", "address", "proto", "verdict", "attempts", "holders", "time_wait", "time_wait_expires_s",
@@ -23,6 +27,8 @@ JSON_KEYS = ("port", "address", "proto", "verdict", "attempts", "holders", "time
 # States a connection reaches after its program closed it (orphans, no PID): like TIME_WAIT, they
 # block a plain bind, and a SO_REUSEADDR bind passes them on the same terms.
 CLOSING_STATES = frozenset({"TIME_WAIT", "FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK"})
+# States whose `tr 3` timer /proc/net/tcp shows: TIME_WAIT, and FIN_WAIT2 held as a time-wait socket.
+_TIMED_STATES = frozenset({"TIME_WAIT", "FIN_WAIT2"})
 # /proc/net/tcp `st` codes (include/net/tcp_states.h), named as psutil names them.
 TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
@@ -48,6 +54,8 @@ class BindRules(NamedTuple):
     unprivileged_setting: str | None  # the setting that moves that limit (Linux sysctl), if any
     privilege_remedy: str  # how a server gets the right to bind a privileged port
     reserved_ports_hint: str | None  # Windows: the command listing excluded port ranges
+    fin_wait2_seconds: int | None = None  # longest an orphaned FIN_WAIT2 connection lives; None: unknown
+    fin_wait2_setting: str | None = None  # the setting that says so (Linux: net.ipv4.tcp_fin_timeout)
 
 
 class Diagnosis(NamedTuple):
@@ -126,15 +134,16 @@ def _conn_key(local, local_port, remote, remote_port) -> tuple:
 
 
 def time_wait_timers(entries: Iterable[ProcEntry], ticks_per_second: int = 100) -> dict[tuple, float]:
-    """Seconds left per TIME_WAIT connection, keyed by (local ip, port, remote ip, port)."""
+    """Seconds left per TIME_WAIT connection, keyed by (local ip, port, remote ip, port); also per
+    orphaned FIN_WAIT2 connection that the kernel holds as a time-wait socket (same timer)."""
     return {_conn_key(e.local_address, e.local_port, e.remote_address, e.remote_port):
             e.when_ticks / ticks_per_second
-            for e in entries if e.state == "TIME_WAIT" and e.timer == _TIMER_TIME_WAIT}
+            for e in entries if e.state in _TIMED_STATES and e.timer == _TIMER_TIME_WAIT}
 
 
 def row_timer(row: Mapping[str, Any], timers: Mapping[tuple, float]) -> float | None:
-    """The seconds left for a TIME_WAIT holder row, when the kernel told us."""
-    if row.get("state") != "TIME_WAIT":
+    """The seconds left for a TIME_WAIT (or timed FIN_WAIT2) holder row, when the kernel told us."""
+    if row.get("state") not in _TIMED_STATES:
         return None
     key = _conn_key(row.get("local_address"), row.get("local_port"), row.get("remote_address"),
                     row.get("remote_port"))
@@ -213,9 +222,10 @@ def _seconds(expires_s: float | None, rules: BindRules) -> str:
 
 def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str, Any]] | None, *, port: int,
            address: str, expires_s: float | None = None, udp: bool = False,
-           rules: BindRules) -> Diagnosis:
+           rules: BindRules, fin_wait2_expires_s: float | None = None) -> Diagnosis:
     """The verdict from what the real binds showed and who holds the port. Pure: `rules`
-    (platform.bind_rules(system)) let tests emulate other OSes."""
+    (platform.bind_rules(system)) let tests emulate other OSes. `expires_s`: when the last
+    TIME_WAIT holder expires; `fin_wait2_expires_s`: the last orphaned FIN_WAIT2 one (if known)."""
     by_option = {a["option"]: a for a in attempts}
     plain = by_option["plain"]
     live = [row for row in holders or () if not _is_closing(row)]
@@ -237,7 +247,7 @@ def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str,
     if live:
         return _in_use(live, by_option, udp, rules)
     if closing:
-        return _time_wait(closing, by_option, expires_s, rules)
+        return _time_wait(closing, by_option, expires_s, fin_wait2_expires_s, rules)
     if holders is None:
         reason = "the port is taken, but the socket table could not be read, so the holder is unknown"
         return Diagnosis("in use", reason, "run bindcheck as root to see who holds it")
@@ -300,21 +310,32 @@ def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping],
 
 
 def _time_wait(closing: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], expires_s: float | None,
-               rules: BindRules) -> Diagnosis:
+               fin_expires_s: float | None, rules: BindRules) -> Diagnosis:
     counts = count_states(closing)
-    n_tw = counts.pop("TIME_WAIT", 0)
-    wait = _seconds(expires_s, rules)
-    reason = f"{_plural(n_tw, 'socket')} in TIME_WAIT" if n_tw else "no socket in TIME_WAIT"
-    if expires_s is not None:
-        reason += f", {'the last ' if n_tw > 1 else ''}expiring in {wait}"
+    states = " or ".join(counts)  # for "a TIME_WAIT or FIN_WAIT2 socket"
+    n_tw, n_fin = counts.pop("TIME_WAIT", 0), counts.pop("FIN_WAIT2", 0)
+    wait = _wait(n_tw, n_fin, expires_s, fin_expires_s, rules)
+    parts = []
+    if n_tw:
+        part = f"{_plural(n_tw, 'socket')} in TIME_WAIT"
+        if expires_s is not None:
+            part += f", {'the last ' if n_tw > 1 else ''}expiring in {_seconds(expires_s, rules)}"
+        parts.append(part)
+    if n_fin:
+        parts.append(_fin_wait2(n_fin, fin_expires_s, rules))
     if counts:
-        reason += " and " + ", ".join(f"{n} {state}" for state, n in counts.items()) + " (closed by their programs)"
+        one = sum(counts.values()) == 1
+        parts.append(", ".join(f"{_plural(n, 'socket')} in {state}" for state, n in counts.items())
+                     + (" (closed by its program, its FIN not yet acknowledged by the peer)" if one
+                        else " (closed by their programs, their FINs not yet acknowledged by the peers)"))
+    reason = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + ", and " + parts[-1]
     reason += ", nothing live"
     passes = [name for name in ("SO_REUSEADDR", "SO_REUSEPORT") if by_option.get(name, {}).get("ok")]
     rule = rules.reuseaddr_passes_time_wait
     if rule is None:  # Windows: SO_REUSEADDR is no remedy there
+        until = "" if wait.startswith("until") else " for them to expire"
         return Diagnosis("time-wait only", reason,
-                         f"wait {wait} for them to expire; do not set SO_REUSEADDR to get past them: on this "
+                         f"wait {wait}{until}; do not set SO_REUSEADDR to get past them: on this "
                          "system it would also let a server bind a port that is really in use")
     if "SO_REUSEADDR" in passes:
         return Diagnosis("time-wait only", reason + "; a bind with SO_REUSEADDR succeeds now",
@@ -327,10 +348,38 @@ def _time_wait(closing: Sequence[Mapping[str, Any]], by_option: Mapping[str, Map
                          "server set SO_REUSEADDR so later restarts do not hit this")
     reason += "; not even a SO_REUSEADDR bind passes them"
     if rule == "own":
-        reason += (" (the old server had not set SO_REUSEADDR: here it passes a TIME_WAIT socket only if that "
+        reason += (f" (the old server had not set SO_REUSEADDR: here it passes a {states} socket only if that "
                    "socket's own server had set it too)")
     return Diagnosis("time-wait only", reason,
                      f"wait {wait}, and make the server set SO_REUSEADDR so the next restart does not hit this")
+
+
+def _fin_wait2(n: int, expires_s: float | None, rules: BindRules) -> str:
+    """'1 socket in FIN_WAIT2 (its program closed it, its peer has not: the kernel keeps it up to
+    net.ipv4.tcp_fin_timeout = 60 s)', with the time left when the kernel showed it."""
+    who = "its program closed it, its peer has not" if n == 1 else "their programs closed them, their peers have not"
+    seconds, setting = rules.fin_wait2_seconds, rules.fin_wait2_setting
+    if seconds is None:
+        keep = "until its FIN_WAIT2 timer ends" if n == 1 else "until their FIN_WAIT2 timers end"
+    else:
+        keep = f"up to {setting} = {seconds} s" if setting else f"up to {seconds} s"
+    text = f"{_plural(n, 'socket')} in FIN_WAIT2 ({who}: the kernel keeps {'it' if n == 1 else 'each'} {keep})"
+    if expires_s is not None:
+        text += f", {'the last ' if n > 1 else ''}expiring in ~{max(1, math.ceil(expires_s))} s"
+    return text
+
+
+def _wait(n_tw: int, n_fin: int, expires_s: float | None, fin_expires_s: float | None, rules: BindRules) -> str:
+    """How long to wait for the TIME_WAIT and FIN_WAIT2 holders: '~N s' when the kernel showed
+    every time left, 'up to N s' from the OS defaults, or 'until they expire'."""
+    if not n_fin:
+        return _seconds(expires_s, rules)
+    groups = [(fin_expires_s, rules.fin_wait2_seconds)] + ([(expires_s, rules.time_wait_seconds)] if n_tw else [])
+    if any(left is None and limit is None for left, limit in groups):
+        return "until they expire"
+    longest = max(left if left is not None else limit for left, limit in groups)
+    exact = all(left is not None for left, _ in groups)
+    return f"~{max(1, math.ceil(longest))} s" if exact else f"up to {math.ceil(longest)} s"
 
 
 # --- pure: Linux context ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The per-OS rules behind bindcheck's verdicts: TIME_WAIT length, SO_REUSEADDR, privileged ports."""
+"""The per-OS rules behind bindcheck's verdicts: TIME_WAIT and FIN_WAIT2 lengths, SO_REUSEADDR,
+privileged ports."""
 
 from __future__ import annotations
 
@@ -70,11 +71,41 @@ def reserved_ports_hint(system: str | None = None) -> str | None:
     return None
 
 
-def bind_rules(system: str | None = None, sysctl=None) -> BindRules:
-    """The rules of `system` as the values the pure verdict code takes (core.bindverdict)."""
+# How long the kernel keeps an orphaned FIN_WAIT2 connection (its program closed it, the peer has
+# not). Linux: net.ipv4.tcp_fin_timeout (TCP_FIN_TIMEOUT, 60 s by default). At 60 s or less the
+# connection becomes a time-wait socket at once, whose /proc/net/tcp timer shows the time left;
+# above, it stays a full socket for the excess first (tcp_close()). A FIN from the peer in the
+# meantime turns it into TIME_WAIT. Other systems: not known here, so the verdict names no length.
+FIN_TIMEOUT_SETTING = "net.ipv4.tcp_fin_timeout"
+_FIN_TIMEOUT_DEFAULT = 60
+
+
+def fin_wait2_seconds(system: str | None = None, sysctl=None) -> int | None:
+    """The longest an orphaned FIN_WAIT2 connection lives on `system`, or None when unknown.
+    `sysctl` is the Linux setting's value as text (read here when not given), for tests."""
+    if (system or SYSTEM) != LINUX:
+        return None
+    text = sysctl if sysctl is not None else read_sysctl("net/ipv4/tcp_fin_timeout")
+    try:
+        seconds = int(text) if text is not None else _FIN_TIMEOUT_DEFAULT
+    except ValueError:
+        seconds = _FIN_TIMEOUT_DEFAULT
+    return seconds
+
+
+def fin_wait2_setting(system: str | None = None) -> str | None:
+    """The setting that bounds an orphaned FIN_WAIT2 connection, where there is one."""
+    return FIN_TIMEOUT_SETTING if (system or SYSTEM) == LINUX else None
+
+
+def bind_rules(system: str | None = None, sysctl=None, fin_timeout=None) -> BindRules:
+    """The rules of `system` as the values the pure verdict code takes (core.bindverdict).
+    `sysctl` / `fin_timeout`: the Linux ip_unprivileged_port_start / tcp_fin_timeout text, for tests."""
     return BindRules(time_wait_seconds=time_wait_seconds(system),
                      reuseaddr_passes_time_wait=reuseaddr_passes_time_wait(system),
                      unprivileged_start=unprivileged_port_start(system, sysctl),
                      unprivileged_setting=unprivileged_port_setting(system),
                      privilege_remedy=privilege_remedy(system),
-                     reserved_ports_hint=reserved_ports_hint(system))
+                     reserved_ports_hint=reserved_ports_hint(system),
+                     fin_wait2_seconds=fin_wait2_seconds(system, fin_timeout),
+                     fin_wait2_setting=fin_wait2_setting(system))

@@ -162,3 +162,42 @@ def from_oserror(action: str, exc: OSError) -> SockdiagError:
         return SockdiagError(f"{action}: {text}")
     name = errno_name(exc.errno)
     return SockdiagError(f"{action}: {describe(exc.errno)}", status_for_errno_name(name))
+
+
+# EPIPE from a send on a TCP connection is the peer's reset, not a pipe: the kernel has dropped the
+# connection. Linux's tcp_reset() reports a RST that arrives in CLOSE_WAIT (after the peer's FIN) as
+# EPIPE instead of ECONNRESET, and every later send on the dead socket says EPIPE too; macOS and the
+# BSDs check "can send no more" before the pending error, so any send after a reset says EPIPE there.
+# (Windows sockets report WSAECONNRESET.) The one EPIPE that is no reset is a send after this side's
+# own shutdown(SHUT_WR): that socket still has its peer, a reset one has none (getpeername: ENOTCONN).
+_RESET_AS_EPIPE = {LINUX: "connection reset by peer after its FIN"}
+_OWN_SHUTDOWN = "this side had already shut down sending"
+
+
+def _has_peer(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
+def describe_connection_error(code: int, sock: socket.socket | None = None, system: str | None = None) -> str:
+    """describe() for an error of a connected TCP socket, naming what the kernel did: EPIPE there is
+    `connection reset by peer after its FIN (EPIPE)` on Linux, unless `sock` still has its peer
+    (then this side had shut down sending). Without `sock`, EPIPE is taken for the reset."""
+    name = errno_name(code, system)
+    if name != "EPIPE":
+        return describe(code, system)
+    if sock is not None and _has_peer(sock):
+        return f"{_OWN_SHUTDOWN} ({name})"
+    return f"{_RESET_AS_EPIPE.get(system or SYSTEM, 'connection reset by peer')} ({name})"
+
+
+def from_connection_error(action: str, exc: OSError, sock: socket.socket | None = None) -> SockdiagError:
+    """from_oserror() for a send or receive on a connected TCP socket (see describe_connection_error):
+    `send to 127.0.0.1:9000: connection reset by peer after its FIN (EPIPE)`."""
+    if exc.errno is None:
+        return from_oserror(action, exc)
+    return SockdiagError(f"{action}: {describe_connection_error(exc.errno, sock)}",
+                         status_for_errno_name(errno_name(exc.errno)))

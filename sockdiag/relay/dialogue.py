@@ -28,7 +28,7 @@ from sockdiag import platform
 from sockdiag.core import framing
 from sockdiag.core.errors import SockdiagError, TimeoutFailure
 from sockdiag.core.framing import FrameError, FrameSpec
-from sockdiag.platform.errnos import from_oserror
+from sockdiag.platform.errnos import from_connection_error, from_oserror
 
 RAW_CHUNK = 65536
 _DIGITS_MAX = 20  # a decimal length longer than this is not a length
@@ -153,7 +153,7 @@ class Dialogue:
         except TimeoutError:
             raise TimeoutFailure(f"connection with {self.peer} idle for {self.idle:g} s (-i): closed") from None
         except OSError as exc:
-            raise from_oserror(f"send to {self.peer}", exc) from None
+            raise from_connection_error(f"send to {self.peer}", exc, self.sock) from None
         self.bytes_out += len(data)
 
 
@@ -255,7 +255,8 @@ def _stdin_lines(env, max_line: int):
 
 
 def serve_dialogues(listener: socket.socket, env, spec: FrameSpec, acl, *, keep_open: bool,
-                    max_clients: int | None, idle: float | None, command: EachCommand | None) -> int:
+                    max_clients: int | None, idle: float | None, command: EachCommand | None,
+                    accept_timeout: float | None = None) -> int:
     """listen with a dialogue: one client (the listener then closes), or with -k one thread per
     client (a dialogue blocks between messages; --max-clients bounds the threads)."""
     from sockdiag.core.status import ExitStatus
@@ -263,7 +264,7 @@ def serve_dialogues(listener: socket.socket, env, spec: FrameSpec, acl, *, keep_
     from sockdiag.relay.acceptor import accept_one
 
     if not keep_open:
-        conn, peer = accept_one(listener, env, acl)
+        conn, peer = accept_one(listener, env, acl, accept_timeout)
         listener.close()
         with conn:
             env.info(f"connection from {peer}")

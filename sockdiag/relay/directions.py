@@ -18,7 +18,7 @@ from collections.abc import Callable
 from sockdiag import platform
 from sockdiag.core import framing
 from sockdiag.core.errors import SockdiagError
-from sockdiag.platform.errnos import from_oserror
+from sockdiag.platform.errnos import from_connection_error
 from sockdiag.relay.stdio import CHUNK, StdinSource, StdoutSink, wait_writable
 
 ZERO_COPY_CHUNK = platform.RELAY_PIPE_SIZE  # one splice/sendfile call moves at most this much
@@ -42,7 +42,8 @@ class _Direction:
         self.last_active = clock()
 
     def _lost(self, action: str, exc: OSError) -> SockdiagError:
-        return from_oserror(f"{action} {self.peer}", exc)
+        """The socket failed: name what the kernel did (a send's EPIPE is the peer's reset)."""
+        return from_connection_error(f"{action} {self.peer}", exc, self.sock)
 
 
 class StdinToSocket(_Direction):

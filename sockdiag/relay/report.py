@@ -4,9 +4,11 @@ across accepting, clients and exec children (scripts and tests match on it)."""
 
 from __future__ import annotations
 
+import socket
 from typing import Protocol
 
 from sockdiag import platform
+from sockdiag.platform.errnos import describe_connection_error
 
 
 class Session(Protocol):
@@ -15,6 +17,12 @@ class Session(Protocol):
     peer: str
     bytes_in: int
     bytes_out: int
+
+
+class Connected(Session, Protocol):
+    """A client whose socket failed: its socket tells a reset from this side's own shutdown."""
+
+    sock: socket.socket
 
 
 class ServerReport:
@@ -45,8 +53,8 @@ class ServerReport:
     def closed(self, client: Session) -> None:
         self.env.info(f"closed {client.peer}, {_traffic(client)}")
 
-    def lost(self, client: Session, exc: OSError) -> None:
-        reason = platform.describe(exc.errno) if exc.errno is not None else str(exc)
+    def lost(self, client: Connected, exc: OSError) -> None:
+        reason = describe_connection_error(exc.errno, client.sock) if exc.errno is not None else str(exc)
         self.env.info(f"{client.peer}: {reason}, {_traffic(client)}")
 
     def idle(self, client: Session, seconds: float) -> None:
