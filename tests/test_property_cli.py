@@ -636,11 +636,18 @@ def plan(argv: list[str]) -> tuple[list[str], float | None, bool]:
     if command == "probe":
         extra = _check_probe(args)
     if command == "listen":
+        from sockdiag.core.errors import UsageError
+        from sockdiag.relay.command import _listen_where
+
+        try:
+            _listen_where(args)  # PORT, ADDR PORT or -p PORT: where listen would bind
+        except UsageError:
+            return argv, None, False  # a usage error before any socket
         if args.port not in (0, LOOPBACK.refused, LOOPBACK.open) and args.port in ephemeral_ports():
             raise Unsafe("ephemeral port")  # another test's "free port a moment ago" may be it
         if args.bind is None:
             extra = ["-b", "::1" if args.family == 6 else "127.0.0.1"]
-        commands = {c for c in (args.exec_cmd, args.sh_exec) if c is not None}
+        commands = {c for c in (args.exec_cmd, args.sh_exec, getattr(args, "exec_each", None)) if c is not None}
         client = not commands - SAFE_EXEC
         interrupt = 1.0  # shortened to INTERRUPT_AFTER once the listener is up
     if command == "states" and getattr(args, "watch", None):

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 
 from sockdiag import platform
+from sockdiag.core.errors import TimeoutFailure
 from sockdiag.platform.errnos import from_oserror
 from sockdiag.relay.access import AccessList, format_peer, peer_parts
 from sockdiag.relay.report import ServerReport
@@ -18,13 +19,20 @@ _OUT_OF_RESOURCES = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
 _RESOURCE_PAUSE = 0.5  # seconds without accepting after one of those, unless a client leaves first
 
 
-def accept_one(listener: socket.socket, env, acl: AccessList) -> tuple[socket.socket, str]:
-    """Block until one permitted client connects (others are closed, logged with -v)."""
+def accept_one(listener: socket.socket, env, acl: AccessList,
+               timeout: float | None = None) -> tuple[socket.socket, str]:
+    """Block until one permitted client connects (others are closed, logged with -v); with
+    `timeout` (listen -w), give up after that many seconds: TimeoutFailure, exit 3."""
     report = ServerReport(env)
-    listener.setblocking(True)
+    listener.settimeout(timeout)
+    deadline = None if timeout is None else env.clock() + timeout
     while True:
+        if deadline is not None:
+            listener.settimeout(max(0.0, deadline - env.clock()))
         try:
             conn, addr = listener.accept()
+        except TimeoutError:
+            raise TimeoutFailure(f"no connection within {timeout:g} s (-w)") from None
         except OSError as exc:
             if exc.errno is not None and platform.errno_name(exc.errno) in platform.ACCEPT_TRANSIENT:
                 report.accept_failed(exc.errno)

@@ -20,6 +20,9 @@ from sockdiag.core.status import ExitStatus
 def run_connect(args, env) -> int:
     """`sockdiag connect HOST PORT`: relay stdin/stdout through one connection."""
     _check_common(args)
+    _check_numeric(args, args.host, args.source)
+    if args.zero_io:
+        return _zero_io(args, env)
     if args.udp:
         from sockdiag.relay.udp import run_udp_connect
 
@@ -41,8 +44,10 @@ def run_connect(args, env) -> int:
 
 def run_listen(args, env) -> int:
     """`sockdiag listen PORT`: one relayed connection, or a server with -k / --echo / --exec."""
+    _listen_where(args)
     _check_common(args)
     _check_listen(args)
+    _check_numeric(args, args.bind)
     acl = AccessList.parse(args.allow, args.deny, args.allowfile, args.denyfile)
     command = exec_command(args)
     if args.udp:
@@ -62,14 +67,14 @@ def run_listen(args, env) -> int:
             each = EachCommand(_each_argv(args.exec_each), args.exec_stderr) if args.exec_each is not None else None
             return serve_dialogues(listener, env, spec or FrameSpec(direction="none", max_frame=args.max_frame), acl,
                                    keep_open=args.keep_open, max_clients=args.max_clients,
-                                   idle=args.idle_timeout, command=each)
+                                   idle=args.idle_timeout, command=each, accept_timeout=args.timeout)
         if args.keep_open or args.echo or command is not None:
             mode = "exec" if command is not None else "echo" if args.echo else "relay"
             config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,
                                   max_clients=args.max_clients, idle=args.idle_timeout,
-                                  frames=spec, max_backlog=args.max_backlog)
+                                  frames=spec, max_backlog=args.max_backlog, accept_timeout=args.timeout)
             return serve(listener, env, config)
-        conn, peer = accept_one(listener, env, acl)
+        conn, peer = accept_one(listener, env, acl, args.timeout)
     with conn:  # the listener is closed: like nc -l, one client, then the port is free again
         env.info(f"connection from {peer}")
         stats = relay(conn, env, peer, stream_options(args, env))
@@ -79,7 +84,78 @@ def run_listen(args, env) -> int:
 
 def stream_options(args, env) -> StreamOptions:
     return StreamOptions(shutdown=not args.no_shutdown, idle=args.idle_timeout, frames=frame_spec(args),
-                         exit_on_peer_eof=env.stdin_isatty)
+                         exit_on_peer_eof=env.stdin_isatty, quit_after=args.quit_after,
+                         read_stdin=not args.no_stdin)
+
+
+def _listen_where(args) -> None:
+    """nc's ways to say where to listen: PORT, ADDR PORT, -p PORT, -p PORT ADDR; sets args.port and
+    args.bind. An address given twice (ADDR and -b/-s) is a usage error."""
+    import argparse
+
+    from sockdiag.cmdline import host, port_or_zero
+
+    where = list(args.where)
+    if args.port_option is not None:
+        if len(where) > 1:
+            raise UsageError("with -p PORT, give at most an address to bind: listen [ADDR] -p PORT")
+        args.port, address = args.port_option, (where[0] if where else None)
+    elif len(where) == 1:
+        address, port_text = None, where[0]
+    elif len(where) == 2:
+        address, port_text = where
+    else:
+        raise UsageError("give the port: listen [ADDR] PORT, or listen -p PORT")
+    try:
+        if args.port_option is None:
+            args.port = port_or_zero(port_text)
+        if address is not None:
+            if args.bind is not None:
+                raise UsageError(f"the address to bind is given twice: {address!r} and -b {args.bind!r}")
+            args.bind = host(address)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"argument [ADDR] PORT: {exc}") from None
+
+
+def _check_numeric(args, *hosts) -> None:
+    """-n: every host given must be an address literal (no name lookup at all)."""
+    if not args.numeric:
+        return
+    from sockdiag.core.addrset import canonical_address
+
+    for text in hosts:
+        if text is not None and canonical_address(text.strip("[]")) is None:
+            raise UsageError(f"-n: {text!r} is not a numeric address (no name lookups with -n)")
+
+
+def _zero_io(args, env) -> int:
+    """connect -z: connect and report, as nc -z. TCP: the handshake completes or not. UDP: one
+    empty datagram; only an ICMP port unreachable within --wait counts as closed (silence is
+    open|filtered, as nc -zu reports it)."""
+    if not args.udp:
+        sock, peer = connect_tcp(args, env)
+        sock.close()
+        env.info(f"{peer}: open")
+        return ExitStatus.OK
+    from sockdiag.net.resolve import resolve
+    from sockdiag.platform.errnos import from_oserror
+    from sockdiag.relay.access import format_peer
+
+    af, sockaddr = resolve(args.host, args.port, args.family, socket.SOCK_DGRAM)[0]
+    peer = format_peer(sockaddr)
+    with socket.socket(af, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(sockaddr)
+            sock.send(b"")
+            sock.settimeout(args.wait)
+            sock.recv(1)
+        except TimeoutError:
+            env.info(f"{peer} (udp): no answer within {args.wait:g} s: open|filtered")
+            return ExitStatus.OK
+        except OSError as exc:
+            raise from_oserror(f"connect {peer} (udp)", exc) from None
+    env.info(f"{peer} (udp): open")
+    return ExitStatus.OK
 
 
 def frame_spec(args) -> FrameSpec | None:
@@ -108,6 +184,8 @@ def _each_argv(command: str):
 
 def _check_common(args) -> None:
     framed = frame_spec(args) is not None
+    if args.tcp and args.udp:
+        raise UsageError("-t (TCP) and -u (UDP) exclude each other")
     if args.raw and not args.udp:
         raise UsageError("--raw applies to UDP only (-u)")
     if framed and args.udp:

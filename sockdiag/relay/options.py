@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 
 from sockdiag.cmdline import (ack_bytes, bytes_size, common, family, frame_header, host, int_range, port, port_or_zero,
-                              seconds)
+                              seconds, seconds_or_zero)
 
 def _stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by connect and listen."""
     family(parser)
+    parser.add_argument("-t", "--tcp", action="store_true", help="TCP (the default; as in nc and ss)")
     parser.add_argument("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    parser.add_argument("-q", "--quit-after", type=seconds_or_zero, metavar="SEC",
+                        help="quit SEC seconds after stdin EOF, whatever the peer still sends (as nc -q)")
+    parser.add_argument("-N", dest="nc_shutdown", action="store_true",
+                        help="accepted for nc: the write side is already shut down after stdin EOF")
+    parser.add_argument("-d", "--no-stdin", action="store_true",
+                        help="do not read stdin (as nc -d); the write side then stays open")
+    parser.add_argument("-n", "--numeric", action="store_true",
+                        help="numeric addresses only: a host name is a usage error (no DNS, as nc -n)")
     parser.add_argument("-i", "--idle-timeout", type=seconds, metavar="SEC",
                         help="end a connection that moved no data for SEC seconds")
     parser.add_argument("--no-shutdown", action="store_true",
@@ -54,8 +63,16 @@ def add_listen(sub) -> None:
     p = sub.add_parser("listen", help="listen on PORT and relay stdin/stdout (like nc -l)",
                        description="Listen on PORT and relay between the connection and stdin/stdout, "
                                    "like 'nc -l'. Without -k, serve one connection and exit when it ends.")
-    p.add_argument("port", type=port_or_zero, metavar="PORT", help="port to listen on (0: any free port)")
-    p.add_argument("-b", "--bind", type=host, metavar="ADDR", help="address to bind (default: all interfaces, dual-stack)")
+    p.add_argument("where", nargs="*", metavar="[ADDR] PORT",
+                   help="port to listen on (0: any free port), optionally after the address to bind "
+                        "(nc -l ADDR PORT); or give the port with -p")
+    p.add_argument("-p", "--port", dest="port_option", type=port_or_zero, metavar="PORT",
+                   help="port to listen on, as traditional nc -l -p PORT")
+    p.add_argument("-l", dest="nc_listen", action="store_true", help="accepted for nc: listen always listens")
+    p.add_argument("-b", "-s", "--bind", type=host, metavar="ADDR",
+                   help="address to bind (default: all interfaces, dual-stack)")
+    p.add_argument("-w", "--timeout", type=seconds, metavar="SEC",
+                   help="wait at most SEC for the first client (exit 3 when it expires)")
     p.add_argument("-k", "--keep-open", action="store_true", help="serve many clients, concurrently")
     p.add_argument("--max-clients", type=int_range(1, 1_000_000), metavar="N", help="with -k: at most N clients at once")
     p.add_argument("--max-backlog", type=bytes_size, default=4 * 1024 * 1024, metavar="BYTES",
@@ -86,6 +103,9 @@ def add_connect(sub) -> None:
     p.add_argument("host", type=host, metavar="HOST", help="host name, IPv4 or IPv6 address")
     p.add_argument("port", type=port, metavar="PORT", help="port number or service name")
     p.add_argument("-w", "--timeout", type=seconds, metavar="SEC", help="connect timeout (exit 3 when it expires)")
+    p.add_argument("-z", "--zero-io", action="store_true",
+                   help="connect and report, send nothing: exit 0 when the port accepts, 1 when not (nc -z); "
+                        "with -u: send one empty datagram, exit 1 only on an ICMP refusal within --wait")
     p.add_argument("-s", "--source", type=host, metavar="ADDR", help="local address to connect from")
     p.add_argument("-p", "--source-port", type=port, metavar="PORT", help="local port to connect from")
     p.add_argument("--wait", type=seconds, default=1.0, metavar="SEC",

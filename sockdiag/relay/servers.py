@@ -45,9 +45,11 @@ class ServerConfig:
     """What serve() does with each client: mode is 'relay', 'echo' or 'exec'."""
 
     def __init__(self, *, mode: str, acl: AccessList, keep_open: bool, command=None, max_clients: int | None = None,
-                 idle: float | None = None, frames=None, max_backlog: int = STDIN_HIGH_WATER):
+                 idle: float | None = None, frames=None, max_backlog: int = STDIN_HIGH_WATER,
+                 accept_timeout: float | None = None):
         self.mode, self.acl, self.keep_open, self.command = mode, acl, keep_open, command
         self.max_clients, self.idle, self.frames, self.max_backlog = max_clients, idle, frames, max_backlog
+        self.accept_timeout = accept_timeout  # listen -w: the first client must come within this
 
 
 def serve(listener: socket.socket, env, config: ServerConfig) -> int:
@@ -66,6 +68,7 @@ class _Server:
     def __init__(self, listener: socket.socket, env, config: ServerConfig):
         self.env, self.config = env, config
         self.idle_peer: str | None = None  # the last client -i closed
+        self.started = env.clock()
         framed = config.mode == "relay" and config.frames is not None and config.frames.reads_frames
         self.frame_budget = max(2 * config.frames.max_frame, MIN_FRAME_BUDGET) if framed else None
         self.selector = platform.relay_selector()
@@ -172,7 +175,11 @@ class _Server:
             deadlines.append(self.acceptor.paused_until)
         if self.config.idle is not None and self.clients:
             deadlines.append(min(c.last_active for c in self.clients) + self.config.idle)
-        for deadline in (self.children.next_deadline(), self.clients.next_stall_deadline(BACKLOG_GRACE)):
+        first_client_due = None
+        if self.config.accept_timeout is not None and not self.acceptor.served:
+            first_client_due = self.started + self.config.accept_timeout
+        for deadline in (self.children.next_deadline(), self.clients.next_stall_deadline(BACKLOG_GRACE),
+                         first_client_due):
             if deadline is not None:
                 deadlines.append(deadline)
         if not deadlines:
@@ -182,6 +189,9 @@ class _Server:
     def _housekeeping(self) -> None:
         now = self.env.clock()
         self.acceptor.tick(now)
+        if (self.config.accept_timeout is not None and not self.acceptor.served
+                and now - self.started >= self.config.accept_timeout):
+            raise TimeoutFailure(f"no connection within {self.config.accept_timeout:g} s (-w)")
         self.children.tick(now)
         for client in self.clients.stalled(now, BACKLOG_GRACE):
             self.report.stalled(client, len(client.pending), BACKLOG_GRACE)

@@ -22,10 +22,12 @@ class StreamOptions:
     """How a relay behaves: half-close on stdin EOF, idle limit, frame mode, tty exit."""
 
     def __init__(self, *, shutdown: bool = True, idle: float | None = None, frames=None,
-                 exit_on_peer_eof: bool = False):
+                 exit_on_peer_eof: bool = False, quit_after: float | None = None, read_stdin: bool = True):
         self.shutdown = shutdown
         self.idle = idle
         self.frames = frames  # None: byte stream; a core.framing.FrameSpec: --frame mode
+        self.quit_after = quit_after  # -q SEC: end SEC seconds after stdin EOF, as nc -q
+        self.read_stdin = read_stdin  # False with -d: stdin is never read (and the socket not half-closed)
         self.exit_on_peer_eof = exit_on_peer_eof  # stdin is a terminal: do not wait for a keystroke
 
 
@@ -65,6 +67,9 @@ class _Relay:
         zero_copy = platform.zero_copy_supported()
         self.up = StdinToSocket(sock, peer, env.clock, stdin, zero_copy=zero_copy, frames=options.frames,
                                 shutdown=options.shutdown)
+        self.quit_after, self.eof_at = options.quit_after, None
+        if not options.read_stdin:
+            self.up.open = False  # -d: nothing to send, and no half-close either (nc -d)
         self.down = SocketToStdout(sock, peer, env.clock, sink, zero_copy=zero_copy, frames=options.frames,
                                    on_peer_eof=self._peer_eof,
                                    on_header=lambda meta: env.info(f"frame header from {peer}: {meta}"))
@@ -82,6 +87,10 @@ class _Relay:
             registered: dict[int, int] = {}
             while up.open or down.open:
                 self._update_interest(selector, registered)
+                if self.quit_after is not None and not up.open and self.eof_at is None:
+                    self.eof_at = self.env.clock()  # -q: the countdown starts at stdin EOF
+                if self._quit_due():
+                    return
                 events = selector.select(self._timeout())
                 if not events:
                     self._check_idle()
@@ -126,11 +135,21 @@ class _Relay:
     # --- the idle timer (-i): traffic either way restarts it -----------------------------------
 
     def _timeout(self) -> float | None:
-        if self.idle is None:
+        deadlines = []
+        if self.idle is not None:
+            deadlines.append(self._last_active() + self.idle)
+        if self.eof_at is not None:
+            deadlines.append(self.eof_at + self.quit_after)
+        if not deadlines:
             return None
-        return max(0.0, self._last_active() + self.idle - self.env.clock())
+        return max(0.0, min(deadlines) - self.env.clock())
+
+    def _quit_due(self) -> bool:
+        return self.eof_at is not None and self.env.clock() - self.eof_at >= self.quit_after
 
     def _check_idle(self) -> None:
+        if self._quit_due():
+            return  # the loop ends on its next turn
         if self.idle is not None and self.env.clock() - self._last_active() >= self.idle:
             raise TimeoutFailure(f"connection with {self.peer} idle for {self.idle:g} s (-i): closed")
 
