@@ -153,3 +153,14 @@ def test_listen_w_does_not_cut_a_client_that_came():
             client.shutdown(socket.SHUT_WR)
             assert recv_all(client) == b"late\n"
         assert server.wait() == 0
+
+
+def test_udp_d_only_listens_for_replies():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(0.3)
+        port = peer.getsockname()[1]
+        r = run_main(["connect", "-u", "-d", "--wait", "0.3", "127.0.0.1", str(port)], stdin=b"not sent\n")
+        assert r.status == 0
+        with pytest.raises(TimeoutError):
+            peer.recv(100)

@@ -41,9 +41,9 @@ def test_connect_udp_sends_each_line_as_a_datagram_and_prints_replies(cli, udp_p
     r = cli(["connect", "-u", "-v", "--wait", "2", "127.0.0.1", str(port)], stdin=b"one\ntwo")
     echo.join(TIMEOUT)
     assert r.status == 0, r.err
-    assert seen == [b"one\n", b"two"]
-    assert r.out == b"ONE\nTWO"
-    assert "closed, 7 bytes in, 7 bytes out" in r.err
+    assert seen == [b"one", b"two"]  # one datagram per line, without its newline
+    assert r.out == b"ONE\nTWO\n"  # each reply printed on a line of its own
+    assert "closed, 6 bytes in, 6 bytes out" in r.err
 
 
 def test_connect_udp_raw_sends_chunks(cli, udp_peer):

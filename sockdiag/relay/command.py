@@ -26,6 +26,8 @@ def run_connect(args, env) -> int:
     if args.udp:
         from sockdiag.relay.udp import run_udp_connect
 
+        if args.quit_after is not None:  # nc -u -q SEC: SEC after stdin EOF, which --wait already is
+            args.wait = args.quit_after
         return run_udp_connect(args, env)
     sock, peer = connect_tcp(args, env)
     spec = frame_spec(args)

@@ -43,7 +43,8 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ack", type=ack_bytes, metavar="BYTES",
                         help="--frame-mode ascii-ack: the acknowledgement bytes (default ok)")
     parser.add_argument("--raw", action="store_true",
-                        help="UDP: send each read chunk of stdin as one datagram, as read (default: each line, without its terminator)")
+                        help="UDP: send each read chunk of stdin as one datagram, as read (default: connect -u sends "
+                             "each line without its terminator, listen -u each line as it is)")
 
 
 def access_options(parser) -> None:

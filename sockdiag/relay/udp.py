@@ -1,44 +1,76 @@
-"""connect -u and listen -u: datagrams <-> stdin/stdout.
+"""connect -u and listen -u: datagrams <-> stdin/stdout, one datagram never merged with another.
 
 connect -u uses a *connected* UDP socket, so the kernel delivers an ICMP port unreachable for
 our datagrams as ECONNREFUSED on the next recv/send: reported as `connection refused`, exit 1
-(nc -u stays silent). Each stdin line (newline included) is one datagram; --raw sends each read
-chunk instead. Received datagrams are written to stdout unchanged.
+(nc -u stays silent). Each stdin line is one datagram without its "\\n" or "\\r\\n", as the
+tutorials' clients send input(); --raw sends each read chunk as read. --reply-wait sends one
+datagram and waits for its reply before the next (the tutorials' request/response loop).
+
+Received datagrams are printed one per line: a "\\n" follows each one that does not end with
+one, so two datagrams never run together. listen -u -o json prints one JSON object per datagram.
+listen -u still sends stdin lines to the last peer as they are (newline included).
 """
 
 from __future__ import annotations
 
+import base64
 import select
 import selectors
 import socket
+from collections import deque
 
 from sockdiag import platform
 from sockdiag.core import framing
 from sockdiag.core.errors import SockdiagError, TimeoutFailure
-from sockdiag.platform.errnos import from_oserror
 from sockdiag.core.portspec import format_hostport
+from sockdiag.core.render import json_line
+from sockdiag.core.status import ExitStatus
+from sockdiag.platform.errnos import from_oserror
+from sockdiag.relay.access import format_peer, peer_parts
 from sockdiag.relay.endpoints import bind_source, listen_candidates, open_listener, resolve, source_addresses
 from sockdiag.relay.stdio import StdoutSink, open_stdin
-from sockdiag.relay.access import format_peer, peer_parts
-from sockdiag.core.status import ExitStatus
 
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header bytes)
 RECEIVE_SIZE = 65535
+_LINE = "stdin line (one UDP datagram)"
+_JSON_KEYS = ("from", "port", "size", "data")
+_JSON_KEYS_B64 = ("from", "port", "size", "data_b64")
 
 
-class _Counters:
+# --- stdin -> datagrams -------------------------------------------------------------------------
+
+class _LineDatagrams:
+    """connect -u: stdin bytes -> one datagram per line, without its "\\n" or "\\r\\n". An empty
+    line is an empty datagram; a last line without a newline is sent at end of input."""
+
     def __init__(self) -> None:
-        self.bytes_in = self.bytes_out = 0
+        # +1: a line's "\r" is counted before it is stripped; _checked() has the last word
+        self._lines = framing.LineSplitter(MAX_DATAGRAM + 1, what=_LINE)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        try:
+            lines = self._lines.feed(data)
+        except framing.FrameError:  # longer than MAX_DATAGRAM + 1 already: say the real maximum
+            raise self._too_long() from None
+        return [self._checked(line[:-1] if line.endswith(b"\r") else line) for line in lines]
+
+    def finish(self) -> bytes | None:
+        tail = self._lines.finish()
+        return None if tail is None else self._checked(tail)
+
+    @classmethod
+    def _checked(cls, datagram: bytes) -> bytes:
+        if len(datagram) > MAX_DATAGRAM:
+            raise cls._too_long()
+        return datagram
+
+    @staticmethod
+    def _too_long() -> framing.FrameError:
+        return framing.FrameError(f"{_LINE} longer than the maximum of {MAX_DATAGRAM} bytes")
 
 
 def _datagrams(splitter, data: bytes) -> list[bytes]:
     return [data] if splitter is None else splitter.feed(data)
-
-
-def _splitter(args):
-    if args.raw:
-        return None
-    return framing.LineSplitter(MAX_DATAGRAM, keep_newline=True, what="stdin line (one UDP datagram)")
 
 
 def _send(sock: socket.socket, data: bytes, peer: str, address=None) -> None:
@@ -53,6 +85,26 @@ def _send(sock: socket.socket, data: bytes, peer: str, address=None) -> None:
             select.select([], [sock], [], 1.0)
         except OSError as exc:
             raise from_oserror(f"send to {peer} (udp)", exc) from None
+
+
+# --- datagrams -> stdout ------------------------------------------------------------------------
+
+def _as_text(datagram: bytes) -> bytes:
+    """A datagram as printed: a "\\n" added unless it ends with one (an empty datagram is an empty line)."""
+    return datagram if datagram.endswith(b"\n") else datagram + b"\n"
+
+
+def _as_json(datagram: bytes, sockaddr) -> bytes:
+    """One JSON Lines object for a datagram: data as text when it is UTF-8, else data_b64."""
+    host, port = peer_parts(sockaddr)
+    row = {"from": host, "port": port, "size": len(datagram)}
+    try:
+        row["data"] = datagram.decode("utf-8")
+        keys = _JSON_KEYS
+    except UnicodeDecodeError:
+        row["data_b64"] = base64.b64encode(datagram).decode("ascii")
+        keys = _JSON_KEYS_B64
+    return (json_line(row, keys) + "\n").encode("utf-8")
 
 
 # --- connect -u ---------------------------------------------------------------------------------
@@ -75,66 +127,128 @@ def run_udp_connect(args, env) -> int:
             raise from_oserror(f"connect {peer} (udp)", exc) from None
         sock.setblocking(False)
         env.info(f"sending to {peer} (udp) from {format_peer(sock.getsockname())}")
-        counters = _connect_loop(sock, env, args, peer)
-    env.info(f"closed, {counters.bytes_in} bytes in, {counters.bytes_out} bytes out")
+        client = _Client(sock, env, args, peer)
+        client.run()
+    env.info(f"closed, {client.bytes_in} bytes in, {client.bytes_out} bytes out")
     return ExitStatus.OK
 
 
-def _connect_loop(sock: socket.socket, env, args, peer: str) -> _Counters:
-    counters, sink, splitter = _Counters(), StdoutSink(env), _splitter(args)
-    stdin = open_stdin(env)
-    deadline = None  # after stdin EOF: quit when no datagram arrived for --wait seconds
-    last_active = env.clock()
-    try:
-        with platform.relay_selector() as selector:
-            selector.register(stdin.fd, selectors.EVENT_READ, "stdin")
-            selector.register(sock, selectors.EVENT_READ, "sock")
-            while True:
-                now = env.clock()
-                limits = [t for t in (deadline, last_active + args.idle_timeout if args.idle_timeout else None)
-                          if t is not None]
-                events = selector.select(max(0.0, min(limits) - now) if limits else None)
-                if not events:
-                    if deadline is not None and env.clock() >= deadline:
-                        return counters
-                    if args.idle_timeout and env.clock() - last_active >= args.idle_timeout:
-                        raise TimeoutFailure(f"udp {peer}: idle for {args.idle_timeout:g} s (-i): closed")
-                    continue
-                for key, _mask in events:
-                    if key.data == "sock":
-                        received = _receive_all(sock, sink, peer)
-                        if received:
-                            counters.bytes_in += received
-                            last_active = env.clock()
-                            if deadline is not None:
-                                deadline = last_active + args.wait
-                        continue
-                    data = stdin.read(MAX_DATAGRAM if args.raw else 65536)
-                    datagrams = _datagrams(splitter, data) if data else []
-                    if not data:
-                        tail = splitter.finish() if splitter is not None else None
-                        datagrams = [tail] if tail else []
-                        selector.unregister(stdin.fd)
-                        deadline = env.clock() + args.wait
-                    for datagram in datagrams:
-                        _send(sock, datagram, peer)
-                        counters.bytes_out += len(datagram)
-                    last_active = env.clock()
-    finally:
-        stdin.close()
+class _Client:
+    """connect -u's loop: stdin -> datagrams out, datagrams in -> stdout.
+
+    Timers: with --reply-wait, `awaiting` is when the wait for the last datagram's reply ends
+    (stdin is not read meanwhile); once stdin has ended and no reply is awaited, `deadline` is
+    when to quit unless another datagram arrives (--wait); -i counts from the last datagram."""
+
+    def __init__(self, sock: socket.socket, env, args, peer: str):
+        self.sock, self.env, self.args, self.peer = sock, env, args, peer
+        self.sink = StdoutSink(env)
+        self.splitter = None if args.raw else _LineDatagrams()
+        self.pending: deque[bytes] = deque()
+        self.bytes_in = self.bytes_out = 0
+        self.awaiting: float | None = None
+        self.deadline: float | None = None
+        self.last_active = env.clock()
+        self.stdin = None
+        self.stdin_open = not args.no_stdin  # -d: send nothing, only print what arrives
+        self._stdin_registered = False
+
+    def run(self) -> None:
+        self.stdin = open_stdin(self.env) if self.stdin_open else None
+        try:
+            with platform.relay_selector() as selector:
+                selector.register(self.sock, selectors.EVENT_READ, "sock")
+                while not self._step(selector):
+                    pass
+        finally:
+            if self.stdin is not None:
+                self.stdin.close()
+
+    def _step(self, selector) -> bool:
+        """One round of the loop; True when it is over."""
+        self._send_pending()
+        self._watch_stdin(selector)
+        if not self.stdin_open and not self.pending and self.awaiting is None and self.deadline is None:
+            self.deadline = self.env.clock() + self.args.wait
+        timers = [t for t in (self.awaiting, self.deadline, self._idle_end()) if t is not None]
+        events = selector.select(max(0.0, min(timers) - self.env.clock()) if timers else None)
+        for key, _mask in events:
+            if key.data == "sock":
+                self._receive()
+            else:
+                self._read_stdin()
+        return self._timers_expired()
+
+    def _send_pending(self) -> None:
+        while self.pending and self.awaiting is None:
+            datagram = self.pending.popleft()
+            _send(self.sock, datagram, self.peer)
+            self.bytes_out += len(datagram)
+            self.last_active = self.env.clock()
+            if self.args.reply_wait is not None:
+                self.awaiting = self.last_active + self.args.reply_wait
+
+    def _watch_stdin(self, selector) -> None:
+        """Read stdin only when its datagrams can go out: with --reply-wait, one at a time."""
+        wanted = self.stdin_open and not self.pending and self.awaiting is None
+        if wanted != self._stdin_registered:
+            if wanted:
+                selector.register(self.stdin.fd, selectors.EVENT_READ, "stdin")
+            else:
+                selector.unregister(self.stdin.fd)
+            self._stdin_registered = wanted
+
+    def _read_stdin(self) -> None:
+        data = self.stdin.read(MAX_DATAGRAM if self.args.raw else 65536)
+        self.last_active = self.env.clock()
+        if data:
+            self.pending.extend(_datagrams(self.splitter, data))
+            return
+        self.stdin_open = False
+        tail = self.splitter.finish() if self.splitter is not None else None
+        if tail is not None:
+            self.pending.append(tail)
+
+    def _receive(self) -> None:
+        datagrams, error = _receive_all(self.sock, self.peer)
+        if datagrams:
+            self.sink.write(b"".join(_as_text(datagram) for datagram in datagrams))
+        if error is not None:
+            raise error
+        if not datagrams:
+            return
+        self.bytes_in += sum(map(len, datagrams))
+        self.last_active = self.env.clock()
+        self.awaiting = None  # the reply came (UDP cannot tell which datagram it answers)
+        if self.deadline is not None:
+            self.deadline = self.last_active + self.args.wait
+
+    def _idle_end(self) -> float | None:
+        return self.last_active + self.args.idle_timeout if self.args.idle_timeout else None
+
+    def _timers_expired(self) -> bool:
+        now = self.env.clock()
+        if self.awaiting is not None and now >= self.awaiting:
+            self.env.info(f"no reply from {self.peer} within {self.args.reply_wait:g} s (--reply-wait)")
+            self.awaiting = None
+        if self.deadline is not None and now >= self.deadline:
+            return True
+        if self.args.idle_timeout and now - self.last_active >= self.args.idle_timeout:
+            raise TimeoutFailure(f"udp {self.peer}: idle for {self.args.idle_timeout:g} s (-i): closed")
+        return False
 
 
-def _receive_all(sock: socket.socket, sink: StdoutSink, peer: str) -> int:
-    total = 0
+def _receive_all(sock: socket.socket, peer: str) -> tuple[list[bytes], SockdiagError | None]:
+    """Every datagram waiting on the connected socket (an empty one too), and the error that
+    ended the reading, if any: the datagrams before it are still printed."""
+    datagrams: list[bytes] = []
     while True:
         try:
-            data = sock.recv(RECEIVE_SIZE)
+            datagrams.append(sock.recv(RECEIVE_SIZE))
         except BlockingIOError:
-            return total
+            return datagrams, None
         except OSError as exc:  # ECONNREFUSED: the ICMP port unreachable for an earlier datagram
-            raise from_oserror(f"connect {peer} (udp)", exc) from None
-        sink.write(data)
-        total += len(data)
+            return datagrams, from_oserror(f"connect {peer} (udp)", exc)
 
 
 # --- listen -u ----------------------------------------------------------------------------------
@@ -149,9 +263,15 @@ def run_udp_listen(args, env, acl) -> int:
         return _listen_loop(sock, env, args, acl)
 
 
+def _listen_splitter(args):
+    if args.raw:
+        return None
+    return framing.LineSplitter(MAX_DATAGRAM, keep_newline=True, what=_LINE)
+
+
 def _listen_loop(sock: socket.socket, env, args, acl) -> int:
-    sink, splitter = StdoutSink(env), _splitter(args)
-    stdin = open_stdin(env) if not args.echo else None
+    sink, splitter = StdoutSink(env), _listen_splitter(args)
+    stdin = open_stdin(env) if not (args.echo or args.no_stdin) else None
     last_peer = None
     # -i counts from the bind: a listener nobody ever sends to ends too (it used to wait forever).
     last_active = env.clock()
@@ -219,4 +339,4 @@ def _serve_datagrams(sock, env, args, acl, sink: StdoutSink, last_peer):
             except OSError as exc:
                 env.info(f"echo to {format_peer(addr)}: {from_oserror('send', exc).message}")
         else:
-            sink.write(data)
+            sink.write(_as_json(data, addr) if args.output == "json" else _as_text(data))
