@@ -9,7 +9,7 @@ Usage (root: it creates a network namespace and nftables rules in it, removed at
    alternating, ROUNDS rounds (default 5). Bars: median wall time at most 0.5x nmap's (aim 0.3x)
    with the identical open set in every run; peak RSS under 64 MiB.
 2. Filtered: ports 1-5000 with 1000 of them dropped by an nftables rule (never answered) and 25
-   listeners among the rest. Bar: `sockdiag probe -t 1` (default: no retries) within 1.5x the
+   listeners among the rest. Bar: `sockdiag probe -w 1` (default: no retries) within 1.5x the
    timeout, every dropped port `filtered`, every other port right. `--retries 1` and
    `nmap -sT --max-retries 0` are shown for reference.
 
@@ -155,10 +155,10 @@ def nft_drop(ports: list[int]) -> None:
 
 def filtered(rounds: int) -> list[tuple[str, bool]]:
     nft_drop(DROPPED)
-    sd = sockdiag_argv() + ["probe", "--all", "-o", "json", "-t", f"{TIMEOUT:g}"]
+    sd = sockdiag_argv() + ["probe", "--all", "-o", "json", "-w", f"{TIMEOUT:g}"]
     commands = {
-        "sockdiag probe -t 1 (default --retries 0)": sd + ["127.0.0.1", "1-5000"],
-        "sockdiag probe -t 1 --retries 1": sd + ["--retries", "1", "127.0.0.1", "1-5000"],
+        "sockdiag probe -w 1 (default --retries 0)": sd + ["127.0.0.1", "1-5000"],
+        "sockdiag probe -w 1 --retries 1": sd + ["--retries", "1", "127.0.0.1", "1-5000"],
         "nmap -sT -p1-5000 -n -Pn --max-retries 0": ["nmap", "-sT", "-p1-5000", "-n", "-Pn", "--max-retries", "0",
                                                      "127.0.0.1"],
     }
@@ -191,7 +191,7 @@ def filtered(rounds: int) -> list[tuple[str, bool]]:
     print(f"\nPorts 1-5000 of 127.0.0.1, {len(DROPPED)} dropped by nftables, {len(FILTER_LISTENERS)} listening; "
           f"median of {rounds} alternating rounds")
     print(table(rows, ["command", "median s", "vs the 1 s timeout", "every port right"]))
-    ours = "sockdiag probe -t 1 (default --retries 0)"
+    ours = "sockdiag probe -w 1 (default --retries 0)"
     m = median(times[ours])
     return [(f"filtered: {m:.2f} s wall = {m / TIMEOUT:.2f}x the timeout (bar <= 1.5x)", m <= 1.5 * TIMEOUT),
             (f"filtered: every port right in {right[ours]}/{rounds} runs", right[ours] == rounds)]

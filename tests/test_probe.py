@@ -164,7 +164,7 @@ def test_full_range_in_a_private_namespace_equals_ss():
 def test_open_closed_filtered_in_one_scan_json_parsed_back():
     with listeners(2) as open_ports, unanswered_port() as silent:
         closed = free_ports(2)
-        r = probe("--all", "-o", "json", "-t", "0.3", "--retries", "0", "127.0.0.1",
+        r = probe("--all", "-o", "json", "-w", "0.3", "--retries", "0", "127.0.0.1",
                   spec(open_ports + closed + [silent]))
     assert r.status == 0, r.err
     rows = json_rows(r)
@@ -271,7 +271,7 @@ def counting(monkeypatch):
 
 def test_retries_use_a_new_socket_each_and_every_socket_closed_once(counting):
     with unanswered_port() as silent:
-        r = probe("--all", "-t", "0.2", "--retries", "2", "127.0.0.1", str(silent))
+        r = probe("--all", "-w", "0.2", "--retries", "2", "127.0.0.1", str(silent))
     assert r.text.split()[3] == "filtered"
     assert len(counting) == 3
     assert [s.closes for s in counting] == [1, 1, 1]
@@ -416,7 +416,7 @@ def test_poll_and_select_pollers_give_the_same_answer(monkeypatch):
         expected = {**dict.fromkeys(ports, "open"), **dict.fromkeys(closed, "closed"), silent: "filtered"}
         for kind in ("poll", "select"):
             monkeypatch.setattr(platform, "probe_poller_kind", lambda system=None, kind=kind: kind)
-            r = probe("--all", "-o", "json", "-t", "0.3", "--retries", "0", "127.0.0.1",
+            r = probe("--all", "-o", "json", "-w", "0.3", "--retries", "0", "127.0.0.1",
                       spec(ports + closed + [silent]))
             assert {row["port"]: row["state"] for row in json_rows(r)} == expected, kind
 
@@ -470,7 +470,7 @@ needs_fork = pytest.mark.skipif(not platform.probe_forks(), reason="process shar
 def test_process_shards_stop_on_ctrl_c_and_report_what_they_found(monkeypatch):
     ctrl_c_once_a_port_is_open(monkeypatch)
     with listeners(1) as (port,), unanswered_port() as silent:
-        r = probe("--workers", "2", "-t", "30", "127.0.0.1", spec(sorted([port, silent])))
+        r = probe("--workers", "2", "-w", "30", "127.0.0.1", spec(sorted([port, silent])))
     assert r.status == 130
     assert r.text.split()[:4] == ["127.0.0.1", str(port), "tcp", "open"]
 
@@ -500,7 +500,7 @@ def test_ctrl_c_at_the_terminal_stops_parent_and_process_shards():
     """A terminal's Ctrl-C signals the whole process group: parent and shard processes."""
     with unanswered_port() as silent, listeners(1) as (port,):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen([sys.executable, "-m", "sockdiag", "probe", "-vv", "--workers", "2", "-t", "30",
+        proc = subprocess.Popen([sys.executable, "-m", "sockdiag", "probe", "-vv", "--workers", "2", "-w", "30",
                                  "127.0.0.1", spec(sorted([port, silent]))], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, start_new_session=True)
         try:
@@ -549,7 +549,7 @@ def banner_server(payload: bytes):
 
 def test_banner_read_escaped_and_bounded():
     with banner_server(b"SSH-2.0-Test\x01\r\n") as port, listeners(1) as (mute,):
-        r = probe("--banner", "-o", "json", "-t", "0.3", "127.0.0.1", spec(sorted([port, mute])))
+        r = probe("--banner", "-o", "json", "-w", "0.3", "127.0.0.1", spec(sorted([port, mute])))
     rows = {row["port"]: row for row in json_rows(r)}
     assert rows[port]["banner"] == "SSH-2.0-Test\\x01"
     assert rows[mute]["banner"] is None and rows[mute]["state"] == "open"
@@ -606,8 +606,8 @@ STOP = b"\0stop"
 
 def test_udp_open_closed_and_silent():
     with udp_ports() as (echo, silent, closed):
-        r = probe("-u", "--all", "-o", "json", "-t", "0.3", "--retries", "0", "127.0.0.1", spec([echo, silent, closed]))
-        default = probe("-u", "-t", "0.3", "--retries", "0", "127.0.0.1", spec([echo, silent, closed]))
+        r = probe("-u", "--all", "-o", "json", "-w", "0.3", "--retries", "0", "127.0.0.1", spec([echo, silent, closed]))
+        default = probe("-u", "-w", "0.3", "--retries", "0", "127.0.0.1", spec([echo, silent, closed]))
     states = {row["port"]: row["state"] for row in json_rows(r)}
     assert states == {echo: "open", silent: "open|filtered", closed: "closed"}
     assert {row["proto"] for row in json_rows(r)} == {"udp"}
@@ -618,7 +618,7 @@ def test_udp_open_closed_and_silent():
 
 def test_udp_only_silence_is_not_success():
     with udp_ports() as (_, silent, _closed):
-        r = probe("-u", "-t", "0.2", "--retries", "0", "127.0.0.1", str(silent))
+        r = probe("-u", "-w", "0.2", "--retries", "0", "127.0.0.1", str(silent))
     assert r.status == 1 and r.text.split()[3] == "open|filtered"
 
 
@@ -694,8 +694,8 @@ def test_concurrency_follows_the_open_file_limit(monkeypatch):
 
 def test_progress_only_on_a_terminal():
     with unanswered_port() as silent:
-        tty = probe("-t", "0.3", "--retries", "0", "127.0.0.1", str(silent), stderr_isatty=True)
-        pipe = probe("-t", "0.3", "--retries", "0", "127.0.0.1", str(silent))
+        tty = probe("-w", "0.3", "--retries", "0", "127.0.0.1", str(silent), stderr_isatty=True)
+        pipe = probe("-w", "0.3", "--retries", "0", "127.0.0.1", str(silent))
     assert "probe: 0/1" in tty.err and "\r\x1b[K" in tty.err
     assert pipe.err == ""
     assert tty.out == pipe.out == b""
@@ -719,7 +719,7 @@ def test_closed_stdout_ends_quietly_and_closes_sockets(counting):
 def test_ctrl_c_prints_what_was_found_and_exits_130(monkeypatch, counting):
     ctrl_c_once_a_port_is_open(monkeypatch)
     with listeners(1) as (port,), unanswered_port() as silent:
-        r = probe("-t", "30", "127.0.0.1", spec(sorted([port, silent])))
+        r = probe("-w", "30", "127.0.0.1", spec(sorted([port, silent])))
     assert r.status == 130
     assert r.text.split()[:4] == ["127.0.0.1", str(port), "tcp", "open"]
     assert r.err.strip().endswith("sockdiag probe: interrupted")
@@ -730,7 +730,7 @@ def test_ctrl_c_prints_what_was_found_and_exits_130(monkeypatch, counting):
 def test_sigint_to_the_process_exits_130():
     with unanswered_port() as silent:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        proc = subprocess.Popen([sys.executable, "-m", "sockdiag", "probe", "-vv", "-t", "30", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "sockdiag", "probe", "-vv", "-w", "30", "127.0.0.1",
                                  str(silent)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
             first = proc.stderr.readline()  # the -vv plan line: the scan has started
@@ -761,6 +761,6 @@ def test_plan_waits_for_sockets_in_flight_without_spinning(counting):
     """With all sockets in flight on silent ports, the scanner sleeps in poll() until the
     deadline: the attempts made equal the ports, whatever the poll wake-ups."""
     with unanswered_port() as silent:
-        r = probe("--all", "-c", "1", "-t", "0.3", "--retries", "0", "127.0.0.1", f"{silent},{free_ports(1)[0]}")
+        r = probe("--all", "-c", "1", "-w", "0.3", "--retries", "0", "127.0.0.1", f"{silent},{free_ports(1)[0]}")
     assert [line.split()[3] for line in r.text.splitlines()] in (["filtered", "closed"], ["closed", "filtered"])
     assert len(counting) == 2

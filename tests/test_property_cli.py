@@ -757,10 +757,10 @@ KNOWN_BAD = [
     ["listen", "-i", "2200000", "0"],
     ["connect", "--wait", "1e10", "127.0.0.1", REFUSED],
     ["connect", "-w", "1e10", "127.0.0.1", REFUSED],
-    ["probe", "-t", "1e10", "127.0.0.1", REFUSED],
+    ["probe", "-w", "1e10", "127.0.0.1", REFUSED],
     ["states", "--watch", "1e10"],
     ["connect", "-w", "nan", "127.0.0.1", REFUSED],
-    ["probe", "-t", "nan", "127.0.0.1", REFUSED],
+    ["probe", "-w", "nan", "127.0.0.1", REFUSED],
     ["states", "--watch", "nan"],
     ["connect", "--wait", "inf", "127.0.0.1", REFUSED],
     ["listen", "-i", "inf", "0"],
@@ -795,6 +795,6 @@ def test_known_bad_input_is_a_usage_error(argv):
 def test_probe_unresolved_names_stay_within_two_lines(argv):
     """The property's first find: probe warned once per target name that did not resolve, so
     three such names (or two and the -c warning) made three stderr lines."""
-    result = run_guarded([*argv, "-t", "0.05"])
+    result = run_guarded([*argv, "-w", "0.05"])
     assert result.status in DOCUMENTED_STATUSES and "Traceback" not in result.err
     assert len(result.err.splitlines()) <= 2, result.err

@@ -28,7 +28,10 @@ _TICK = 0.1  # seconds between output flushes and progress redraws
 def run(args, env) -> int:
     """Scan, print results in order, return 0 if any port is open, else 1 (130 on Ctrl-C)."""
     proto = "udp" if args.udp else "tcp"
-    ports = parse_ports(args.ports, lambda name: platform.service_port(name, proto))
+    spec = "-" if "-" in args.ports else ",".join(args.ports)  # probe HOST 80 443 = probe HOST 80,443
+    if args.tcp and args.udp:
+        raise UsageError("-t (TCP) and -u (UDP) exclude each other")
+    ports = parse_ports(spec, lambda name: platform.service_port(name, proto))
     specs = parse_targets(args.host, args.family, args.force)
     hosts = resolve(specs, args.family, env)
     jobs = Jobs(hosts, ports)

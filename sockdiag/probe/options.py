@@ -11,12 +11,14 @@ def add_probe(sub) -> None:
                                    "'nmap -sT' or 'nc -z'. Prints one line per open port: HOST PORT PROTO STATE SERVICE.")
     p.add_argument("host", metavar="HOST",
                    help="name, IPv4/IPv6 address, comma list of those, or CIDR block (at most /16 without --force)")
-    p.add_argument("ports", metavar="PORTS", help="e.g. 22,80,443 or 1-1024 or ssh,https; '-' for 1-65535")
+    p.add_argument("ports", nargs="+", metavar="PORTS",
+                   help="e.g. 22,80,443 or 1-1024 or ssh,https; '-' for 1-65535; several may follow (80 443)")
     family(p)
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP connect scan (the default)")
     p.add_argument("-c", "--concurrency", type=int_range(1, 1_000_000), metavar="N",
                    help="connects in flight at once (default: from the open-file limit)")
-    p.add_argument("-t", "--timeout", type=seconds, default=1.0, metavar="SEC",
-                   help="per-attempt timeout (default 1.0)")
+    p.add_argument("-w", "--timeout", type=seconds, default=1.0, metavar="SEC",
+                   help="per-attempt timeout (default 1.0; -t before version 0.2)")
     p.add_argument("--retries", type=int_range(0, 100), default=0, metavar="N",
                    help="extra attempts for ports that did not answer within the timeout (default 0, as nc -z; "
                         "add some on lossy links)")
