@@ -164,3 +164,10 @@ def test_udp_d_only_listens_for_replies():
         assert r.status == 0
         with pytest.raises(TimeoutError):
             peer.recv(100)
+
+
+@pytest.mark.parametrize("flags", ["-tlnp", "-tunap", "-ltn", "-xl", "-a", "-t", "-n", "-p"])
+def test_ss_habits_are_accepted_by_states(flags):
+    r = run_main(["states", flags])
+    assert r.status == 0, r.err
+    assert r.text.startswith("Proto ")

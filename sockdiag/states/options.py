@@ -34,6 +34,12 @@ def add_states(sub) -> None:
     p.add_argument("-x", "--unix", action="store_true", help="Unix domain sockets")
     family(p)
     p.add_argument("-l", "--listening", action="store_true", help="listening (and bound UDP) sockets only")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="accepted for ss/netstat: every state is listed unless -l or --state narrows it")
+    p.add_argument("-n", "--numeric", action="store_true",
+                   help="accepted for ss/netstat: addresses and ports are always numeric")
+    p.add_argument("-p", "--processes", action="store_true",
+                   help="accepted for ss/netstat: owning processes are always shown")
     p.add_argument("--state", action="append", type=state_name, metavar="NAME",
                    help="only sockets in state NAME (repeatable; any case, time-wait = TIME_WAIT): "
                         + ", ".join(STATE_NAMES))
