@@ -135,7 +135,7 @@ def int_bounds(kind) -> tuple[int, int] | None:
 # Values that bound a run, appended after the generated options: (command, dest) -> value.
 BOUNDS = {("connect", "timeout"): "0.5", ("connect", "idle_timeout"): "0.2", ("connect", "wait"): "0.05",
           ("probe", "timeout"): "0.05", ("ping", "count"): "2", ("ping", "interval"): "0",
-          ("ping", "timeout"): "0.05"}
+          ("ping", "timeout"): "0.05", ("wait", "timeout"): "0.3"}
 
 
 def bounding_suffix(command: str) -> list[str]:
@@ -723,7 +723,8 @@ def test_hostile_command_lines(command, data):
 # --- the table and bounds the property relies on ------------------------------------------------
 
 VALID_POSITIONALS = {"connect": ["127.0.0.1", REFUSED], "probe": ["127.0.0.1", REFUSED], "listen": ["0"],
-                     "bindcheck": [REFUSED], "states": [], "ping": ["127.0.0.1", REFUSED]}
+                     "bindcheck": [REFUSED], "states": [], "ping": ["127.0.0.1", REFUSED],
+                     "wait": [f"127.0.0.1:{REFUSED}"]}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
