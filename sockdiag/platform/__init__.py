@@ -31,15 +31,16 @@ from sockdiag.platform.linux import clock_ticks_per_second, host_byteorder, proc
 from sockdiag.platform.scan import (PROBE_BACKOFF, WINDOWS_SELECT_LIMIT, probe_forks, probe_max_concurrency,
                                     probe_poller_kind, probe_socket_type_flags, raise_open_file_limit, usable_cpus)
 from sockdiag.platform.services import service_name, service_port, services_file
-from sockdiag.platform.sockopts import (REUSEADDR_NOTES, bind_attempt_options, dualstack_supported, has_reuseport,
+from sockdiag.platform.sockopts import (REUSEADDR_NOTES, abstract_unix_supported, bind_attempt_options, dualstack_supported, has_reuseport,
                                         linger_rst_value, reuseaddr_note, server_reuse_option, set_bind_option,
-                                        set_server_reuse, set_v6only, v6only_default)
+                                        set_server_reuse, set_v6only, unix_sockets_supported, v6only_default)
 from sockdiag.platform.stdio import (RELAY_PIPE_SIZE, child_group_options, enlarge_pipe, group_alive, relay_selector,
                                      shell_argv, signal_group, socket_as_stdio, split_command, stdio_selectable,
                                      termination_signals, zero_copy_supported)
 from sockdiag.platform.system import DARWIN, LINUX, SYSTEM, WINDOWS, current_system
 
 __all__ = [
+    "abstract_unix_supported", "unix_sockets_supported",
     "ACCEPT_TRANSIENT", "CONNECTION_LOST", "DARWIN", "IN_PROGRESS", "LINUX", "PROBE_BACKOFF", "RELAY_PIPE_SIZE",
     "REUSEADDR_NOTES", "SYSTEM", "TIME_WAIT_SECONDS", "UNREACHABLE", "WINDOWS", "WINDOWS_SELECT_LIMIT",
     "bind_attempt_options", "bind_rules", "child_group_options", "group_alive", "signal_group",

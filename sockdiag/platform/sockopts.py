@@ -89,3 +89,17 @@ def set_bind_option(sock: socket.socket, option: str) -> None:
     """Set one of bind_attempt_options() on a socket about to bind ("plain" sets nothing)."""
     if option != "plain":
         sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), 1)
+
+
+# --- unix domain sockets ----------------------------------------------------------------------------
+
+def unix_sockets_supported() -> bool:
+    """AF_UNIX exists on POSIX, and on Windows 10 1803+ (stream only) where Python exposes it."""
+    import socket as _socket
+
+    return hasattr(_socket, "AF_UNIX")
+
+
+def abstract_unix_supported(system: str | None = None) -> bool:
+    """Abstract unix socket names (@name: no file, gone with the socket) are a Linux feature."""
+    return (system or SYSTEM) == LINUX

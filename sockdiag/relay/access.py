@@ -15,7 +15,12 @@ from sockdiag.platform.errnos import from_oserror
 
 
 def peer_parts(sockaddr) -> tuple[str, int]:
-    """(host, port) of a socket address; an IPv4-mapped IPv6 address is shown as IPv4."""
+    """(host, port) of a socket address; an IPv4-mapped IPv6 address is shown as IPv4; a unix
+    socket address is (its path or @name, 0)."""
+    if isinstance(sockaddr, (str, bytes)):
+        from sockdiag.relay.unix import display
+
+        return display(sockaddr), 0
     host, port = sockaddr[0], sockaddr[1]
     if host.lower().startswith("::ffff:") and "." in host:
         host = host[7:]
@@ -23,7 +28,9 @@ def peer_parts(sockaddr) -> tuple[str, int]:
 
 
 def format_peer(sockaddr) -> str:
-    """127.0.0.1:51234 or [::1]:51234."""
+    """127.0.0.1:51234, [::1]:51234, or a unix socket's path (@name, unix-client)."""
+    if isinstance(sockaddr, (str, bytes)):
+        return peer_parts(sockaddr)[0]
     return format_hostport(*peer_parts(sockaddr))
 
 

@@ -199,7 +199,8 @@ def _child_env(conn: socket.socket, addr) -> dict[str, str]:
     local_host, local_port = peer_parts(conn.getsockname())
     remote_host, remote_port = peer_parts(addr)
     return dict(os.environ, SOCKDIAG_REMOTE_ADDR=remote_host, SOCKDIAG_REMOTE_PORT=str(remote_port),
-                SOCKDIAG_LOCAL_ADDR=local_host, SOCKDIAG_LOCAL_PORT=str(local_port), SOCKDIAG_PROTO="tcp")
+                SOCKDIAG_LOCAL_ADDR=local_host, SOCKDIAG_LOCAL_PORT=str(local_port),
+                SOCKDIAG_PROTO="unix" if conn.family == getattr(socket, "AF_UNIX", None) else "tcp")
 
 
 def _bridge(child: ExecChild, clock: Callable[[], float], gone: Callable[[ExecChild], None]) -> list[threading.Thread]:

@@ -20,6 +20,10 @@ from sockdiag.core.status import ExitStatus
 def run_connect(args, env) -> int:
     """`sockdiag connect HOST PORT`: relay stdin/stdout through one connection."""
     _check_common(args)
+    if args.unix is not None:
+        return _connect_unix(args, env)
+    if args.host is None or args.port is None:
+        raise UsageError("give HOST and PORT, or -U PATH for a unix socket")
     _check_numeric(args, args.host, args.source)
     if args.zero_io:
         return _zero_io(args, env)
@@ -30,16 +34,21 @@ def run_connect(args, env) -> int:
             args.wait = args.quit_after
         return run_udp_connect(args, env)
     sock, peer = connect_tcp(args, env)
-    spec = frame_spec(args)
     with sock:
-        if spec is not None and spec.is_dialogue:
-            from sockdiag.relay.dialogue import Dialogue, converse, header_note
+        return _relay_connection(sock, env, args, peer)
 
-            dialogue = Dialogue(sock, spec, peer, args.idle_timeout, header_note(peer, env))
-            converse(dialogue, env)
-            env.info(f"closed, {dialogue.bytes_in} bytes in, {dialogue.bytes_out} bytes out")
-            return ExitStatus.OK
-        stats = relay(sock, env, peer, stream_options(args, env))
+
+def _relay_connection(sock: socket.socket, env, args, peer: str) -> int:
+    """One connection <-> stdin/stdout: the stream relay, or a dialogue for ascii-ack."""
+    spec = frame_spec(args)
+    if spec is not None and spec.is_dialogue:
+        from sockdiag.relay.dialogue import Dialogue, converse, header_note
+
+        dialogue = Dialogue(sock, spec, peer, args.idle_timeout, header_note(peer, env))
+        converse(dialogue, env)
+        env.info(f"closed, {dialogue.bytes_in} bytes in, {dialogue.bytes_out} bytes out")
+        return ExitStatus.OK
+    stats = relay(sock, env, peer, stream_options(args, env))
     env.info(f"closed, {stats.summary()}")
     return ExitStatus.OK
 
@@ -52,6 +61,8 @@ def run_listen(args, env) -> int:
     _check_numeric(args, args.bind)
     acl = AccessList.parse(args.allow, args.deny, args.allowfile, args.denyfile)
     command = exec_command(args)
+    if args.unix is not None:
+        return _listen_unix(args, env, acl, command)
     if args.udp:
         from sockdiag.relay.udp import run_udp_listen
 
@@ -59,25 +70,32 @@ def run_listen(args, env) -> int:
     candidates = listen_candidates(args, socket.SOCK_STREAM)
     if command is not None or args.exec_each is not None:
         check_exec_safety(candidates[0][1][0], acl)
-    spec = frame_spec(args)
     listener = open_listener(candidates, socket.SOCK_STREAM)
     with listener:
         env.info(f"listening on {format_hostport(*listener.getsockname()[:2])}")
-        if args.exec_each is not None or (spec is not None and spec.is_dialogue):
-            from sockdiag.relay.dialogue import EachCommand, serve_dialogues
+        return _serve(listener, env, args, acl, command)
 
-            each = EachCommand(_each_argv(args.exec_each), args.exec_stderr) if args.exec_each is not None else None
-            return serve_dialogues(listener, env, spec or FrameSpec(direction="none", max_frame=args.max_frame), acl,
-                                   keep_open=args.keep_open, max_clients=args.max_clients,
-                                   idle=args.idle_timeout, command=each, accept_timeout=args.timeout)
-        if args.keep_open or args.echo or command is not None:
-            mode = "exec" if command is not None else "echo" if args.echo else "relay"
-            config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,
-                                  max_clients=args.max_clients, idle=args.idle_timeout,
-                                  frames=spec, max_backlog=args.max_backlog, accept_timeout=args.timeout)
-            return serve(listener, env, config)
-        conn, peer = accept_one(listener, env, acl, args.timeout)
-    with conn:  # the listener is closed: like nc -l, one client, then the port is free again
+
+def _serve(listener: socket.socket, env, args, acl, command) -> int:
+    """A listening stream socket (TCP or unix): a dialogue server, a -k/--echo/--exec server, or
+    one relayed client (the listener is closed as soon as it has come, like nc -l)."""
+    spec = frame_spec(args)
+    if args.exec_each is not None or (spec is not None and spec.is_dialogue):
+        from sockdiag.relay.dialogue import EachCommand, serve_dialogues
+
+        each = EachCommand(_each_argv(args.exec_each), args.exec_stderr) if args.exec_each is not None else None
+        return serve_dialogues(listener, env, spec or FrameSpec(direction="none", max_frame=args.max_frame), acl,
+                               keep_open=args.keep_open, max_clients=args.max_clients,
+                               idle=args.idle_timeout, command=each, accept_timeout=args.timeout)
+    if args.keep_open or args.echo or command is not None:
+        mode = "exec" if command is not None else "echo" if args.echo else "relay"
+        config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,
+                              max_clients=args.max_clients, idle=args.idle_timeout,
+                              frames=spec, max_backlog=args.max_backlog, accept_timeout=args.timeout)
+        return serve(listener, env, config)
+    conn, peer = accept_one(listener, env, acl, args.timeout)
+    listener.close()
+    with conn:
         env.info(f"connection from {peer}")
         stats = relay(conn, env, peer, stream_options(args, env))
     env.info(f"closed, {stats.summary()}")
@@ -98,6 +116,11 @@ def _listen_where(args) -> None:
     from sockdiag.cmdline import host, port_or_zero
 
     where = list(args.where)
+    if args.unix is not None:
+        if where or args.port_option is not None or args.bind is not None:
+            raise UsageError("-U PATH replaces the address and port: listen -U PATH")
+        args.port = None
+        return
     if args.port_option is not None:
         if len(where) > 1:
             raise UsageError("with -p PORT, give at most an address to bind: listen [ADDR] -p PORT")
@@ -117,6 +140,40 @@ def _listen_where(args) -> None:
             args.bind = host(address)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"argument [ADDR] PORT: {exc}") from None
+
+
+def _connect_unix(args, env) -> int:
+    """connect -U PATH: the same relays over a unix socket (stream, or datagram with -u)."""
+    from sockdiag.relay.unix import ClientSocket
+
+    if args.host is not None:
+        raise UsageError("-U PATH replaces HOST and PORT: connect -U PATH")
+    with ClientSocket(args.unix, args.udp) as client:
+        peer = client.peer
+        env.info(f"connected to {peer}")
+        if args.zero_io:
+            return ExitStatus.OK
+        if args.udp:
+            from sockdiag.relay.udp import run_connected
+
+            return run_connected(client.sock, env, args, peer)
+        return _relay_connection(client.sock, env, args, peer)
+
+
+def _listen_unix(args, env, acl, command) -> int:
+    """listen -U PATH: -k, --echo, --exec, --exec-each and --frame work as over TCP. A unix socket is
+    reachable only through the filesystem, so --exec needs no --allow here."""
+    from sockdiag.relay.unix import Listener
+
+    kind = socket.SOCK_DGRAM if args.udp else socket.SOCK_STREAM
+    with Listener(args.unix, args.udp) as listener:
+        env.info(f"listening on {args.unix} (unix {'datagram' if kind == socket.SOCK_DGRAM else 'stream'})")
+        if args.udp:
+            from sockdiag.relay.udp import listen_loop
+
+            listener.sock.setblocking(False)
+            return listen_loop(listener.sock, env, args, acl)
+        return _serve(listener.sock, env, args, acl, command)
 
 
 def _check_numeric(args, *hosts) -> None:

@@ -317,4 +317,5 @@ def _env_of(conn: socket.socket, peer_parts) -> dict:
     local_host, local_port = peer_parts(conn.getsockname())
     remote_host, remote_port = peer_parts(conn.getpeername())
     return {"SOCKDIAG_REMOTE_ADDR": remote_host, "SOCKDIAG_REMOTE_PORT": str(remote_port),
-            "SOCKDIAG_LOCAL_ADDR": local_host, "SOCKDIAG_LOCAL_PORT": str(local_port), "SOCKDIAG_PROTO": "tcp"}
+            "SOCKDIAG_LOCAL_ADDR": local_host, "SOCKDIAG_LOCAL_PORT": str(local_port),
+            "SOCKDIAG_PROTO": "unix" if conn.family == getattr(socket, "AF_UNIX", None) else "tcp"}

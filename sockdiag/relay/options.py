@@ -11,7 +11,11 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by connect and listen."""
     family(parser)
     parser.add_argument("-t", "--tcp", action="store_true", help="TCP (the default; as in nc and ss)")
-    parser.add_argument("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    parser.add_argument("-u", "--udp", action="store_true",
+                        help="UDP instead of TCP (with -U: a unix datagram socket)")
+    parser.add_argument("-U", "--unix", metavar="PATH",
+                        help="a unix domain socket instead of HOST PORT: a path, or @name for an abstract name "
+                             "(Linux); stream by default, datagram with -u")
     parser.add_argument("-q", "--quit-after", type=seconds_or_zero, metavar="SEC",
                         help="quit SEC seconds after stdin EOF, whatever the peer still sends (as nc -q)")
     parser.add_argument("-N", dest="nc_shutdown", action="store_true",
@@ -101,8 +105,8 @@ def add_connect(sub) -> None:
                        description="Connect to HOST PORT and relay between the connection and stdin/stdout, "
                                    "like 'nc HOST PORT'. On stdin EOF the write side is shut down and the reply "
                                    "is still printed.")
-    p.add_argument("host", type=host, metavar="HOST", help="host name, IPv4 or IPv6 address")
-    p.add_argument("port", type=port, metavar="PORT", help="port number or service name")
+    p.add_argument("host", nargs="?", type=host, metavar="HOST", help="host name, IPv4 or IPv6 address (not with -U)")
+    p.add_argument("port", nargs="?", type=port, metavar="PORT", help="port number or service name (not with -U)")
     p.add_argument("-w", "--timeout", type=seconds, metavar="SEC", help="connect timeout (exit 3 when it expires)")
     p.add_argument("-z", "--zero-io", action="store_true",
                    help="connect and report, send nothing: exit 0 when the port accepts, 1 when not (nc -z); "

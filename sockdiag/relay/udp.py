@@ -125,12 +125,21 @@ def run_udp_connect(args, env) -> int:
             sock.connect(sockaddr)
         except OSError as exc:
             raise from_oserror(f"connect {peer} (udp)", exc) from None
-        sock.setblocking(False)
-        env.info(f"sending to {peer} (udp) from {format_peer(sock.getsockname())}")
-        client = _Client(sock, env, args, peer)
-        client.run()
+        return run_connected(sock, env, args, peer)
+
+
+def run_connected(sock: socket.socket, env, args, peer: str) -> int:
+    """connect -u's work on a connected datagram socket (UDP, or a unix datagram socket)."""
+    sock.setblocking(False)
+    env.info(f"sending to {peer} ({_kind(sock)}) from {format_peer(sock.getsockname())}")
+    client = _Client(sock, env, args, peer)
+    client.run()
     env.info(f"closed, {client.bytes_in} bytes in, {client.bytes_out} bytes out")
     return ExitStatus.OK
+
+
+def _kind(sock: socket.socket) -> str:
+    return "unix datagram" if sock.family == getattr(socket, "AF_UNIX", None) else "udp"
 
 
 class _Client:
@@ -260,7 +269,7 @@ def run_udp_listen(args, env, acl) -> int:
     with sock:
         sock.setblocking(False)
         env.info(f"listening on {format_hostport(*sock.getsockname()[:2])} (udp)")
-        return _listen_loop(sock, env, args, acl)
+        return listen_loop(sock, env, args, acl)
 
 
 def _listen_splitter(args):
@@ -269,7 +278,8 @@ def _listen_splitter(args):
     return framing.LineSplitter(MAX_DATAGRAM, keep_newline=True, what=_LINE)
 
 
-def _listen_loop(sock: socket.socket, env, args, acl) -> int:
+def listen_loop(sock: socket.socket, env, args, acl) -> int:
+    """listen -u's work on a bound datagram socket (UDP, or a unix datagram socket)."""
     sink, splitter = StdoutSink(env), _listen_splitter(args)
     stdin = open_stdin(env) if not (args.echo or args.no_stdin) else None
     last_peer = None
