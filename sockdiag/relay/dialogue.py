@@ -170,6 +170,7 @@ def converse(dialogue: Dialogue, env) -> None:
     splitter = framing.LineSplitter(dialogue.spec.max_frame, what="stdin line")
     done = False
     while not done:
+        _wait_for_stdin(env, dialogue)
         chunk = stdin.read1(RAW_CHUNK) if hasattr(stdin, "read1") else stdin.read(RAW_CHUNK)
         lines = splitter.feed(chunk) if chunk else []
         if not chunk:
@@ -183,10 +184,34 @@ def converse(dialogue: Dialogue, env) -> None:
                 return  # the peer closed: nothing more will be answered
             env.write(reply)
             env.flush()
+    env.flush()
+    if dialogue.spec.reads_frames:
+        # Every request has had its reply: the session is over. No half-close first: a framed
+        # reply may need our acknowledgement, and a tutorial server that loops on the empty read
+        # would announce another reply we could not acknowledge.
+        return
     dialogue.finish_sending()
-    while (reply := dialogue.receive()) is not None:  # what the peer still says after our EOF
+    while (reply := dialogue.receive()) is not None:  # raw replies: what the peer still says
         env.write(reply)
     env.flush()
+
+
+def _wait_for_stdin(env, dialogue: Dialogue) -> None:
+    """-i counts while we wait for the next request on stdin too (a terminal, a slow pipe)."""
+    if dialogue.idle is None or not env.real_fds:
+        return
+    import select
+
+    try:
+        fd = env.stdin.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], dialogue.idle)
+    except (OSError, ValueError):
+        return  # not selectable (Windows console): no idle limit while reading stdin
+    if not ready:
+        raise TimeoutFailure(f"connection with {dialogue.peer} idle for {dialogue.idle:g} s (-i): closed")
 
 
 # --- the server side: listen ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ This module is the loop and the entry points; the parts it dispatches to are:
 
 from __future__ import annotations
 
+import json
 import selectors
 import socket
 
@@ -162,7 +163,7 @@ class _Server:
             for item in client.decoder.frames(data.tobytes()):
                 payload, meta = self.config.frames.printable(item)
                 if meta is not None:
-                    self.env.info(f"frame header from {client.peer}: {meta}")
+                    self.env.info(f"frame header from {client.peer}: {json.dumps(meta)}")
                 self.sink.write(payload)
         else:
             self.sink.write(data)

@@ -9,6 +9,7 @@ idle timer), the options and the byte counts reported at the end.
 
 from __future__ import annotations
 
+import json
 import selectors
 import socket
 
@@ -72,7 +73,7 @@ class _Relay:
             self.up.open = False  # -d: nothing to send, and no half-close either (nc -d)
         self.down = SocketToStdout(sock, peer, env.clock, sink, zero_copy=zero_copy, frames=options.frames,
                                    on_peer_eof=self._peer_eof,
-                                   on_header=lambda meta: env.info(f"frame header from {peer}: {meta}"))
+                                   on_header=lambda meta: env.info(f"frame header from {peer}: {json.dumps(meta)}"))
 
     @property
     def stats(self) -> Stats:
