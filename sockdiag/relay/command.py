@@ -41,7 +41,10 @@ def run_connect(args, env) -> int:
 def _relay_connection(sock: socket.socket, env, args, peer: str) -> int:
     """One connection <-> stdin/stdout: the stream relay, or a dialogue for ascii-ack."""
     spec = frame_spec(args)
-    if spec is not None and spec.is_dialogue:
+    # ascii-ack is a dialogue by nature; --frame-dir in is the tutorials' command client (a raw
+    # request, then its framed reply): one request per reply, or a piped script's commands would
+    # reach a recv()-per-command server merged into one.
+    if spec is not None and (spec.is_dialogue or spec.direction == "in"):
         from sockdiag.relay.dialogue import Dialogue, converse, header_note
 
         dialogue = Dialogue(sock, spec, peer, args.idle_timeout, header_note(peer, env))

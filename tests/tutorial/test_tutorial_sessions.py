@@ -2,12 +2,11 @@
 themselves: the fixed versions wait in recv() until the client closes, the first versions loop
 for ever on the empty read that follows (running the empty command and answering it).
 
-- after stdin EOF connect shuts down its sending side (in ascii-ack mode once the last reply
-  is in): the fixed servers' empty read;
+- after stdin EOF and the last reply, connect (--frame-dir in) closes the connection: the
+  fixed servers' empty read, and a failed send for the first versions;
 - -i SEC closes a connection that moved nothing for SEC seconds (stdin left open, as a
   terminal would be);
-- against a server that loops on the empty read, connect must still end: -q SEC quits SEC
-  seconds after stdin EOF whatever the server still sends.
+- against a server that loops on the empty read, connect must still end.
 
 Each case runs the command line README shows (see tutorial_support.documented).
 """
@@ -15,12 +14,10 @@ Each case runs the command line README shows (see tutorial_support.documented).
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import wait_until
-from tests.test_relay_support import module_env
 from tests.tutorial.tutorial_support import (HOSTS, TIMEOUT, Sockdiag, TutorialServer, documented, posix_only,
                                              run_sockdiag)
 
@@ -28,7 +25,6 @@ CONNECT_ACK = "sockdiag connect --frame-mode ascii-ack --frame-dir in 127.0.0.1 
 CONNECT_JSON = "sockdiag connect --frame-mode json --frame-header i --frame-dir in 127.0.0.1 8000"
 IDLE_ACK = "sockdiag connect -i 2 --frame-mode ascii-ack --frame-dir in 127.0.0.1 8000"
 IDLE_JSON = "sockdiag connect -i 2 --frame-mode json --frame-header i --frame-dir in 127.0.0.1 8000"
-QUIT_JSON = "sockdiag connect -q 1 --frame-mode json --frame-header i --frame-dir in 127.0.0.1 8000"
 IDLE = 2  # the -i of the lines above
 LOOPS = 50  # empty reads a "first version" server answers before it gives up (it would loop for ever)
 FOREVER = 10**9  # as good as for ever: only a failed send ends the session
@@ -68,21 +64,20 @@ def test_idle_timeout_ends_a_session_while_stdin_stays_open(host, server, line):
 def test_json_connect_against_a_server_that_loops_on_the_empty_read(host):
     """The first-version server answers each empty read with an empty output (total_size 0):
     connect prints nothing for those and ends when the server gives up (here after LOOPS; the
-    tutorial's would go on for ever, and only -q or Ctrl-C ends connect then)."""
+    tutorial's would go on for ever; see the next test)."""
     with TutorialServer("ssh_json_server.py", host, 1, LOOPS) as peer:
         status, out, err = run_sockdiag(documented(CONNECT_JSON, host, peer.port()), b"echo hi\n")
         assert (status, out, err) == (0, b"hi\n", "")
         assert peer.wait() == 0, peer.err
 
 
-@pytest.mark.skipif(b"--quit-after" not in subprocess.run([sys.executable, "-m", "sockdiag", "connect", "--help"],
-                                                          capture_output=True, env=module_env()).stdout,
-                    reason="connect -q is not there yet")
 @pytest.mark.parametrize("host", HOSTS)
-def test_quit_after_ends_json_connect_against_a_server_that_loops_for_ever(host):
+def test_json_connect_ends_against_a_server_that_loops_for_ever(host):
+    """connect closes once stdin has ended and the last reply is in: the looping server's next
+    send fails and it stops (before, only -q ended this)."""
     with TutorialServer("ssh_json_server.py", host, 1, FOREVER) as peer:
-        status, out, err = run_sockdiag(documented(QUIT_JSON, host, peer.port()), b"echo hi\n")
-        assert (status, out, err) == (0, b"hi\n", "")  # -q 1: one second after stdin EOF
+        status, out, err = run_sockdiag(documented(CONNECT_JSON, host, peer.port()), b"echo hi\n")
+        assert (status, out, err) == (0, b"hi\n", "")
         assert peer.wait() == 0, peer.err  # its next send failed: the session is over
 
 
@@ -94,9 +89,6 @@ def test_ascii_ack_connect_against_a_server_that_loops_on_the_empty_read(host):
     assert (status, out, err) == (0, b"hi\n", "")
 
 
-@pytest.mark.xfail(strict=False, reason="sockdiag limitation: --frame-mode json connect relays stdin as a stream, "
-                                        "not one request per reply as the tutorial client does, so a piped "
-                                        "script reaches the server's recv(8096) as one command")
 def test_json_connect_sends_one_command_per_reply():
     # Run one at a time, "echo one >&2" then "echo two" print one, two. Run as one shell script,
     # the tutorial server sends the script's stdout before its stderr: two, one.
