@@ -3,7 +3,10 @@ privileged ports."""
 
 from __future__ import annotations
 
-from sockdiag.core.bindverdict import BindRules
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sockdiag.core.bindverdict import BindRules
+
 from sockdiag.platform.linux import read_sysctl
 from sockdiag.platform.system import DARWIN, LINUX, SYSTEM, WINDOWS
 
@@ -98,9 +101,13 @@ def fin_wait2_setting(system: str | None = None) -> str | None:
     return FIN_TIMEOUT_SETTING if (system or SYSTEM) == LINUX else None
 
 
-def bind_rules(system: str | None = None, sysctl=None, fin_timeout=None) -> BindRules:
+def bind_rules(system: str | None = None, sysctl=None, fin_timeout=None) -> "BindRules":
     """The rules of `system` as the values the pure verdict code takes (core.bindverdict).
     `sysctl` / `fin_timeout`: the Linux ip_unprivileged_port_start / tcp_fin_timeout text, for tests."""
+    # Imported here, not at the top: the facade imports this module for every command, and the
+    # verdict module (typing, textwrap, render) costs ~20 ms of start-up that only bindcheck needs.
+    from sockdiag.core.bindverdict import BindRules
+
     return BindRules(time_wait_seconds=time_wait_seconds(system),
                      reuseaddr_passes_time_wait=reuseaddr_passes_time_wait(system),
                      unprivileged_start=unprivileged_port_start(system, sysctl),
