@@ -141,8 +141,8 @@ def test_select_holders_splits_by_port_and_address():
 
 
 def test_count_states_most_frequent_first():
-    rows = [TW, TW, LISTENER, row(None, proto="udp")]
-    assert bindverdict.count_states(rows) == {"TIME_WAIT": 2, "LISTEN": 1, "BOUND": 1}
+    rows = [TW, TW, LISTENER, row(None, proto="udp"), row("UNCONN", proto="udp")]
+    assert bindverdict.count_states(rows) == {"TIME_WAIT": 2, "UNCONN": 2, "LISTEN": 1}  # states' vocabulary
 
 
 # --- the verdict, per OS --------------------------------------------------------------------------
@@ -222,8 +222,8 @@ def test_in_use_but_socket_table_unreadable():
 
 def test_udp_in_use_says_reuse_binds_were_not_tried():
     attempts = [attempt("plain", False, "EADDRINUSE"), attempt("SO_REUSEADDR", None), attempt("SO_REUSEPORT", None)]
-    d = verdict(attempts, [row(None, pid=9, process="dnsd", proto="udp")], udp=True)
-    assert "BOUND socket of PID 9 (dnsd)" in d.reason and "not tried" in d.advice
+    d = verdict(attempts, [row("UNCONN", pid=9, process="dnsd", proto="udp")], udp=True)
+    assert "an UNCONN socket of PID 9 (dnsd)" in d.reason and "not tried" in d.advice
 
 
 def test_reuseport_group():
@@ -438,3 +438,42 @@ def test_text_report_shows_verdict_tables_and_warning():
     assert tw_line.split() == ["tcp", "127.0.0.1:8080", "127.0.0.1:50000", "TIME_WAIT", "-", "-", "41.5"]
     assert "2 other sockets use port 8080" in text
     assert "  tcp_tw_reuse  2" in text
+
+
+# --- several processes hold the port (a prefork server) --------------------------------------------
+
+def shared(state="LISTEN", pids=(100, 101, 102), name="nginx"):
+    r = row(state, pid=pids[0], process=name)
+    r["owners"] = tuple((pid, name, 6) for pid in pids)
+    return r
+
+
+@pytest.mark.parametrize(
+    "parents, master",
+    [
+        pytest.param({101: 100, 102: 100, 100: 1}, (100, "nginx"), id="parent"),
+        pytest.param({101: 100, 102: 101, 100: 1}, (100, "nginx"), id="grandparent"),
+        pytest.param({101: 100, 102: 1, 100: 1}, None, id="one-not-a-child"),
+        pytest.param({}, None, id="unknown"),
+    ],
+)
+def test_master_is_the_ancestor_of_every_other_owner(parents, master):
+    owners = bindverdict.holder_pids([shared(pids=(101, 100, 102))])
+    assert bindverdict.master(owners, parents) == master
+
+
+def test_in_use_by_a_prefork_server_names_every_holder_and_stops_the_master():
+    d = bindverdict.decide(IN_USE, [shared(pids=(101, 100, 102))], port=8080, address="127.0.0.1", rules=rules_of("linux"),
+                           parents={101: 100, 102: 100, 100: 1})
+    assert "PIDs 101 (nginx), 100 (nginx), 102 (nginx)" in d.reason
+    assert d.advice.startswith("stop PID 100 (nginx), the parent the other holders (PIDs 101, 102)")
+
+
+def test_in_use_by_unrelated_processes_names_them_all():
+    d = bindverdict.decide(IN_USE, [shared(pids=(7, 8))], port=8080, address="127.0.0.1", rules=rules_of("linux"), parents={})
+    assert d.advice.startswith("stop all of PIDs 7 (nginx), 8 (nginx)")
+
+
+def test_owners_of_a_row_without_owners_is_its_pid():
+    assert bindverdict.row_owners(LISTENER) == [(4321, "nginx")] and bindverdict.row_owners(TW) == []
+    assert bindverdict.row_owners({"owners": [{"pid": 5, "process": "x", "fd": 3}]}) == [(5, "x")]

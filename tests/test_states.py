@@ -96,6 +96,13 @@ def json_rows(argv: list[str]) -> list[dict]:
     return rows
 
 
+BASE_KEYS = ROW_KEYS[:9]  # the keys before owners, queues, timer and uid
+
+
+def base(rows: list[dict]) -> list[dict]:
+    return [{k: r[k] for k in BASE_KEYS} for r in rows]
+
+
 def endpoint_pairs(rows: list[dict]) -> set[tuple]:
     return {(r["local_port"], r["remote_port"], r["state"]) for r in rows}
 
@@ -103,9 +110,15 @@ def endpoint_pairs(rows: list[dict]) -> set[tuple]:
 # --- rows -----------------------------------------------------------------------------------------
 
 def test_listener_row(held):
-    assert json_rows(["-t", "-l", "--port", str(held.tcp)]) == [{
+    rows = json_rows(["-t", "-l", "--port", str(held.tcp)])
+    assert base(rows) == [{
         "proto": "tcp", "family": "inet", "local_address": "127.0.0.1", "local_port": held.tcp,
         "remote_address": None, "remote_port": None, "state": "LISTEN", "pid": ME, "process": MY_NAME}]
+    [owner] = rows[0]["owners"]
+    assert owner["pid"] == ME and owner["process"] == MY_NAME and isinstance(owner["fd"], int)
+    assert rows[0]["timer"] is None
+    if FAST_PATH:  # the accept queue is empty (the one connection was accepted); /proc has no backlog
+        assert (rows[0]["recv_q"], rows[0]["send_q"], rows[0]["uid"]) == (0, None, os.getuid())
 
 
 def test_connected_pair_rows(held):
@@ -117,17 +130,23 @@ def test_connected_pair_rows(held):
 @pytest.mark.parametrize("spelling", ["time-wait", "time_wait", "TIME_WAIT", "Time-Wait"])
 def test_time_wait_row_has_no_owner(held, spelling):
     rows = json_rows(["--state", spelling, "--port", str(held.tw_client)])
-    assert rows == [{"proto": "tcp", "family": "inet", "local_address": "127.0.0.1", "local_port": held.tcp,
+    assert [r["owners"] for r in rows] == [[]]
+    if FAST_PATH:  # ss -o's timewait timer, at most 60 s
+        assert rows[0]["timer"]["name"] == "timewait" and 0 <= rows[0]["timer"]["expires_s"] <= 60
+    assert base(rows) == [{"proto": "tcp", "family": "inet", "local_address": "127.0.0.1", "local_port": held.tcp,
                      "remote_address": "127.0.0.1", "remote_port": held.tw_client, "state": "TIME_WAIT",
                      "pid": None, "process": None}]
+
+
+HEADER = ["Proto", "Recv-Q", "Send-Q", "Local", "Address", "Remote", "Address", "State", "PID", "Process"]
 
 
 def test_text_table(held):
     r = run_main(["states", "-t", "--port", str(held.tcp), "--sort", "remote"])
     assert r.status == 0 and r.err == ""
     lines = r.text.splitlines()
-    assert lines[0].split() == ["Proto", "Local", "Address", "Remote", "Address", "State", "PID", "Process"]
-    cells = [line.split() for line in lines[1:]]
+    assert lines[0].split() == HEADER
+    cells = [line.split()[:1] + line.split()[3:] for line in lines[1:]]  # without the queues
     assert ["tcp", f"127.0.0.1:{held.tcp}", "-", "LISTEN", str(ME), MY_NAME] in cells
     assert ["tcp", f"127.0.0.1:{held.tcp}", f"127.0.0.1:{held.tw_client}", "TIME_WAIT", "-", "-"] in cells
     assert len({line.index("127.0.0.1") for line in lines[1:]}) == 1  # aligned
@@ -137,7 +156,8 @@ def test_text_table(held):
 def test_ipv6_in_brackets(held):
     r = run_main(["states", "-6", "-l", "--port", str(held.v6)])
     assert r.status == 0
-    assert r.text.splitlines()[1].split()[:4] == ["tcp6", f"[::1]:{held.v6}", "-", "LISTEN"]
+    cells = r.text.splitlines()[1].split()
+    assert cells[:1] + cells[3:6] == ["tcp6", f"[::1]:{held.v6}", "-", "LISTEN"]
     assert json_rows(["-6", "--port", str(held.v6)])[0]["local_address"] == "::1"
     assert json_rows(["-6", "--port", str(held.v6)])[0]["family"] == "inet6"
     assert json_rows(["-4", "--port", str(held.v6), "--pid", str(ME)]) == []
@@ -148,7 +168,7 @@ def test_ipv6_in_brackets(held):
 def test_protocol_filters(held):
     assert {r["proto"] for r in json_rows(["-u", "--port", str(held.udp), "--pid", str(ME)])} == {"udp"}
     udp = json_rows(["-u", "--port", str(held.udp), "--pid", str(ME)])[0]
-    assert (udp["local_port"], udp["state"], udp["remote_address"]) == (held.udp, None, None)
+    assert (udp["local_port"], udp["state"], udp["remote_address"]) == (held.udp, "UNCONN", None)
     assert not [r for r in json_rows(["-t", "--pid", str(ME)]) if r["proto"] not in ("tcp", "tcp6")]
     assert {r["proto"] for r in json_rows(["--pid", str(ME)])} >= {"tcp", "udp", "unix"}
     assert {r["proto"] for r in json_rows(["-4", "--pid", str(ME)])} == {"tcp", "udp"}
@@ -166,7 +186,7 @@ def test_listening_filter(held):
     mine = json_rows(["-l", "--pid", str(ME)])
     assert all(r["state"] == "LISTEN" or r["proto"].startswith("udp") for r in mine)
     assert (held.tcp, "LISTEN") in {(r["local_port"], r["state"]) for r in mine}
-    assert (held.udp, None) in {(r["local_port"], r["state"]) for r in mine}
+    assert (held.udp, "UNCONN") in {(r["local_port"], r["state"]) for r in mine}
     assert not [r for r in mine if r["state"] == "ESTABLISHED"]
 
 
@@ -186,7 +206,7 @@ def test_pid_filter(held):
     rows = json_rows(["--pid", str(ME)])
     assert rows and all(r["pid"] == ME for r in rows)
     r = run_main(["states", "--pid", str(2 ** 22 + 7)])  # above Linux's pid_max: nobody
-    assert r.status == 0 and r.text.splitlines() == ["Proto  Local Address  Remote Address  State  PID  Process"]
+    assert r.status == 0 and r.text.splitlines() == ["Proto  Recv-Q  Send-Q  Local Address  Remote Address  State  PID  Process"]
 
 
 @pytest.mark.parametrize("pattern", [MY_NAME, MY_NAME.upper(), MY_NAME[:2] + "*", "[" + MY_NAME[0] + "]" + MY_NAME[1:]])
@@ -236,7 +256,8 @@ def test_csv_parses_back_like_json(held):
     expected = json_rows(["--port", str(held.tcp), "--sort", "local"])
     assert len(rows) == len(expected) >= 4
     for got, want in zip(rows, expected):
-        assert got == {k: "" if v is None else str(v) for k, v in want.items()}
+        assert {k: got[k] for k in BASE_KEYS} == {k: "" if v is None else str(v) for k, v in base([want])[0].items()}
+        assert got["owners"] == " ".join(f"{o['process']},pid={o['pid']},fd={o['fd']}" for o in want["owners"])
 
 
 def test_empty_machine_output(held):
@@ -270,9 +291,9 @@ def test_summary_text_filtered_by_pid(held):
 
 # --- --watch --------------------------------------------------------------------------------------
 
-A = ("tcp", "inet", "127.0.0.1", 1000, None, None, "LISTEN", 10, "a")
-B = ("tcp", "inet", "127.0.0.1", 1000, "127.0.0.1", 2000, "ESTABLISHED", 10, "a")
-C = ("tcp", "inet", "127.0.0.1", 1000, "127.0.0.1", 2000, "TIME_WAIT", None, None)
+A = ("tcp", "inet", "127.0.0.1", 1000, None, None, "LISTEN", 10, "a", ((10, "a", 3),), 0, None, None, 0)
+B = ("tcp", "inet", "127.0.0.1", 1000, "127.0.0.1", 2000, "ESTABLISHED", 10, "a", ((10, "a", 4),), 0, 0, None, 0)
+C = ("tcp", "inet", "127.0.0.1", 1000, "127.0.0.1", 2000, "TIME_WAIT", None, None, (), 0, 0, ("timewait", 59.5), 0)
 
 
 class FakeClock:
@@ -446,7 +467,7 @@ def test_unreadable_table_is_exit_4(monkeypatch):
 
 
 def test_unattributed_sockets_warn_like_netstat(monkeypatch):
-    rows = [A, C, A[:7] + (None, None)]
+    rows = [A, C, A[:7] + (None, None, (), None, None, None, None)]
     monkeypatch.setattr(socktable, "socket_table_source", lambda system=None: "procfs")
     monkeypatch.setattr(procnet, "read_rows", lambda protos, with_pids=True, **kw: (list(rows), 7))
     r = run_main(["states", "-t"])
@@ -503,7 +524,7 @@ def test_head_1_ends_quietly():
             a.close()
             b.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert r.stdout.split() == ["Proto", "Local", "Address", "Remote", "Address", "State", "PID", "Process"]
+    assert r.stdout.split() == HEADER
     assert r.stderr == "status=0\n"
 
 

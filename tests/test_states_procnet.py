@@ -29,10 +29,15 @@ def hex6(address: str) -> str:
     return "".join("%08X" % int.from_bytes(packed[i:i + 4], sys.byteorder) for i in range(0, 16, 4))
 
 
-def inet_line(n, local, lport, remote, rport, st_hex, inode, v6=False, tail=" 1 0000000000000000 100 0 0 10 0"):
+def inet_line(n, local, lport, remote, rport, st_hex, inode, v6=False, tail=" 1 0000000000000000 100 0 0 10 0",
+              queues="00000000:00000000", timer="00:00000000"):
     enc = hex6 if v6 else hex4
-    return (f"{n:4d}: {enc(local)}:{lport:04X} {enc(remote)}:{rport:04X} {st_hex} 00000000:00000000 "
-            f"00:00000000 00000000  1000        0 {inode}{tail}\n")
+    return (f"{n:4d}: {enc(local)}:{lport:04X} {enc(remote)}:{rport:04X} {st_hex} {queues} "
+            f"{timer} 00000000  1000        0 {inode}{tail}\n")
+
+
+def owned(pid, name, fd):
+    return pid, name, ((pid, name, fd),)
 
 
 @pytest.fixture
@@ -41,9 +46,11 @@ def fake_proc(tmp_path):
     net = tmp_path / "net"
     net.mkdir()
     (net / "tcp").write_text(HEADER + "".join([
-        inet_line(0, "127.0.0.1", 8080, "0.0.0.0", 0, "0A", 1001),
-        inet_line(1, "127.0.0.1", 8080, "127.0.0.1", 40001, "01", 1002),
-        inet_line(2, "127.0.0.1", 8080, "127.0.0.1", 40002, "06", 0, tail=" 3 0000000000000000"),
+        inet_line(0, "127.0.0.1", 8080, "0.0.0.0", 0, "0A", 1001, queues="00000000:00000002"),  # 2 to accept
+        inet_line(1, "127.0.0.1", 8080, "127.0.0.1", 40001, "01", 1002, queues="00000010:00000200",
+                  timer="02:000002BC"),  # 16 bytes unacknowledged, 512 unread; keepalive in 700 ticks
+        inet_line(2, "127.0.0.1", 8080, "127.0.0.1", 40002, "06", 0, tail=" 3 0000000000000000",
+                  timer="03:00000DAC"),
         inet_line(3, "10.1.2.3", 40003, "192.0.2.9", 443, "01", 1009),  # owner not readable
         inet_line(4, "0.0.0.0", 0, "0.0.0.0", 0, "07", 1010),  # unbound: no endpoint
         inet_line(5, "127.0.0.1", 8081, "127.0.0.1", 40004, "0C", 0),  # request socket
@@ -52,14 +59,15 @@ def fake_proc(tmp_path):
         inet_line(0, "::1", 9090, "::", 0, "0A", 1003, v6=True),
         inet_line(1, "::ffff:127.0.0.1", 9091, "::ffff:127.0.0.1", 40005, "01", 1004, v6=True),
     ]))
-    (net / "udp").write_text(HEADER + inet_line(0, "0.0.0.0", 53, "0.0.0.0", 0, "07", 1005, tail=" 2 0000000000000000 0"))
+    (net / "udp").write_text(HEADER + inet_line(0, "0.0.0.0", 53, "0.0.0.0", 0, "07", 1005, tail=" 2 0000000000000000 0")
+                             + inet_line(1, "127.0.0.1", 5353, "127.0.0.1", 53, "01", 1012, tail=" 2 0 0"))
     (net / "unix").write_text(UNIX_HEADER + "".join([
         "0000000000000000: 00000002 00000000 00010000 0001 01  1006 /run/my app.sock\n",
         "0000000000000000: 00000003 00000000 00000000 0001 03  1007 /run/my app.sock\n",
         "0000000000000000: 00000002 00000000 00000000 0002 01  1008 @abstract\n",
         "0000000000000000: 00000003 00000000 00000000 0001 03  1011\n",
     ]))
-    owners = {100: ("srv", "/usr/bin/srv\0--flag\0", [1001, 1002, 1003, 1004, 1005, 1006]),
+    owners = {100: ("srv", "/usr/bin/srv\0--flag\0", [1001, 1002, 1003, 1004, 1005, 1006, 1012]),
               200: ("a-very-long-nam", "/opt/a-very-long-name-daemon\0", [1007, 1008]),
               300: ("short-title-too", "short-title-too-long: worker process", [1011])}
     for pid, (comm, cmdline, inodes) in owners.items():
@@ -78,14 +86,16 @@ def fake_proc(tmp_path):
 
 def test_inet_rows(fake_proc):
     owners, _ = procnet.socket_owners(str(fake_proc))
-    rows = procnet.inet_rows("tcp", owners, procnet.ProcessNames(str(fake_proc)), str(fake_proc))
+    rows = procnet.inet_rows("tcp", owners, procnet.ProcessNames(str(fake_proc)), str(fake_proc), hz=100)
+    nobody = (None, None, ())
     assert rows == [
-        ("tcp", "inet", "127.0.0.1", 8080, None, None, "LISTEN", 100, "srv"),
-        ("tcp", "inet", "127.0.0.1", 8080, "127.0.0.1", 40001, "ESTABLISHED", 100, "srv"),
-        ("tcp", "inet", "127.0.0.1", 8080, "127.0.0.1", 40002, "TIME_WAIT", None, None),
-        ("tcp", "inet", "10.1.2.3", 40003, "192.0.2.9", 443, "ESTABLISHED", None, None),
-        ("tcp", "inet", None, None, None, None, "CLOSE", None, None),
-        ("tcp", "inet", "127.0.0.1", 8081, "127.0.0.1", 40004, "SYN_RECV", None, None),
+        ("tcp", "inet", "127.0.0.1", 8080, None, None, "LISTEN", *owned(100, "srv", 3), 2, None, None, 1000),
+        ("tcp", "inet", "127.0.0.1", 8080, "127.0.0.1", 40001, "ESTABLISHED", *owned(100, "srv", 4), 512, 16,
+         ("keepalive", 7.0), 1000),
+        ("tcp", "inet", "127.0.0.1", 8080, "127.0.0.1", 40002, "TIME_WAIT", *nobody, 0, 0, ("timewait", 35.0), 1000),
+        ("tcp", "inet", "10.1.2.3", 40003, "192.0.2.9", 443, "ESTABLISHED", *nobody, 0, 0, None, 1000),
+        ("tcp", "inet", None, None, None, None, "CLOSE", *nobody, 0, 0, None, 1000),
+        ("tcp", "inet", "127.0.0.1", 8081, "127.0.0.1", 40004, "SYN_RECV", *nobody, 0, 0, None, 1000),
     ]
 
 
@@ -94,21 +104,29 @@ def test_inet6_and_udp_rows(fake_proc):
     owners, _ = procnet.socket_owners(proc)
     names = procnet.ProcessNames(proc)
     assert procnet.inet_rows("tcp6", owners, names, proc) == [
-        ("tcp6", "inet6", "::1", 9090, None, None, "LISTEN", 100, "srv"),
-        ("tcp6", "inet6", "::ffff:127.0.0.1", 9091, "::ffff:127.0.0.1", 40005, "ESTABLISHED", 100, "srv"),
+        ("tcp6", "inet6", "::1", 9090, None, None, "LISTEN", *owned(100, "srv", 5), 0, None, None, 1000),
+        ("tcp6", "inet6", "::ffff:127.0.0.1", 9091, "::ffff:127.0.0.1", 40005, "ESTABLISHED", *owned(100, "srv", 6),
+         0, 0, None, 1000),
     ]
-    assert procnet.inet_rows("udp", owners, names, proc) == [("udp", "inet", "0.0.0.0", 53, None, None, None, 100, "srv")]
+    assert procnet.inet_rows("udp", owners, names, proc) == [  # UDP: UNCONN, or ESTABLISHED when connected
+        ("udp", "inet", "0.0.0.0", 53, None, None, "UNCONN", *owned(100, "srv", 7), 0, 0, None, 1000),
+        ("udp", "inet", "127.0.0.1", 5353, "127.0.0.1", 53, "ESTABLISHED", *owned(100, "srv", 9), 0, 0, None, 1000),
+    ]
     assert procnet.inet_rows("udp6", owners, names, proc) == []  # no such file: no IPv6 on this host
 
 
 def test_unix_rows(fake_proc):
     proc = str(fake_proc)
     owners, _ = procnet.socket_owners(proc)
+    me = os.getuid()  # the uid of the owner's /proc/PID: here the test's
+    daemon = "a-very-long-name-daemon"
     assert procnet.unix_rows(owners, procnet.ProcessNames(proc), proc) == [
-        ("unix", "unix", "/run/my app.sock", None, None, None, "LISTEN", 100, "srv"),
-        ("unix", "unix", "/run/my app.sock", None, None, None, None, 200, "a-very-long-name-daemon"),
-        ("unix", "unix", "@abstract", None, None, None, None, 200, "a-very-long-name-daemon"),
-        ("unix", "unix", None, None, None, None, None, 300, "short-title-too-long:"),
+        ("unix", "unix", "/run/my app.sock", None, None, None, "LISTEN", *owned(100, "srv", 8), None, None, None, me),
+        ("unix", "unix", "/run/my app.sock", None, None, None, "ESTABLISHED", *owned(200, daemon, 3), None, None, None,
+         me),
+        ("unix", "unix", "@abstract", None, None, None, "UNCONN", *owned(200, daemon, 4), None, None, None, me),
+        ("unix", "unix", None, None, None, None, "ESTABLISHED", *owned(300, "short-title-too-long:", 3), None, None,
+         None, me),
     ]
 
 
@@ -122,9 +140,9 @@ def test_unix_paths_keep_their_bytes(tmp_path):
 
 def test_read_rows_selects_protocols_and_skips_owners(fake_proc):
     rows, uninspected = procnet.read_rows({"udp", "unix"}, True, str(fake_proc))
-    assert [r[0] for r in rows] == ["udp"] + ["unix"] * 4 and uninspected == 0
+    assert [r[0] for r in rows] == ["udp"] * 2 + ["unix"] * 4 and uninspected == 0
     rows, _ = procnet.read_rows({"tcp"}, False, str(fake_proc))
-    assert len(rows) == 6 and all(r[7] is None and r[8] is None for r in rows)
+    assert len(rows) == 6 and all(r[7] is None and r[8] is None and r[9] == () for r in rows)
 
 
 def test_owner_walk_limited_to_pids_or_names(fake_proc):
@@ -149,15 +167,24 @@ def test_unreadable_fd_directories_are_counted(fake_proc, monkeypatch):
 
     monkeypatch.setattr(procnet.os, "open", deny_200)
     owners, uninspected = procnet.socket_owners(str(fake_proc))
-    assert uninspected == 1 and "1007" not in owners and owners["1001"] == 100
+    assert uninspected == 1 and "1007" not in owners and owners["1001"] == ((100, 3),)
 
 
-def test_shared_socket_goes_to_the_last_process_as_psutil(tmp_path):
-    for pid in (10, 20):
+def test_shared_socket_lists_every_process(tmp_path):
+    for pid, fd in ((10, 3), (20, 6)):
         (tmp_path / str(pid) / "fd").mkdir(parents=True)
-        os.symlink("socket:[5]", tmp_path / str(pid) / "fd" / "3")
+        os.symlink("socket:[5]", tmp_path / str(pid) / "fd" / str(fd))
     owners, _ = procnet.socket_owners(str(tmp_path))
-    assert owners["5"] == int([name for name in os.listdir(tmp_path)][-1])
+    order = [int(name) for name in os.listdir(tmp_path)]
+    assert owners["5"] == tuple(sorted([(10, 3), (20, 6)], key=lambda o: order.index(o[0])))
+
+
+def test_parent_pid_reads_stat_past_a_name_with_parentheses(tmp_path):
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "stat").write_text("42 (odd) name (x)) S 7 42 42 0 -1 4194560 0 0 0 0\n")
+    assert procnet.parent_pid(42, str(tmp_path)) == 7
+    assert procnet.parent_pid(43, str(tmp_path)) is None
+    assert procnet.parent_pid(os.getpid()) == os.getppid() or not os.path.exists("/proc/self/stat")
 
 
 def test_process_names(fake_proc):
@@ -193,8 +220,8 @@ def test_same_rows_as_psutil(tmp_path):
         mine = {}
         for source in ("procfs", "psutil"):
             rows = states.collect(frozenset(sockview.PROTOS), source=source).rows
-            # psutil has no unix socket states: compare those without it
-            rows = [r[:6] + (None,) + r[7:] if r[0] == "unix" else r for r in rows]
+            # psutil has no unix socket states (connected or not) nor queues, timers, uids: compare without
+            rows = [(r[:6] + (None,) + r[7:10]) if r[0] == "unix" else r[:10] for r in rows]
             mine[source] = sorted((r for r in rows if r[7] == me or (r[3] == held.tcp and r[6] == "TIME_WAIT")),
                                   key=repr)
         assert mine["procfs"] == mine["psutil"]

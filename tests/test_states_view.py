@@ -18,9 +18,12 @@ from sockdiag.core.sockview import ROW_KEYS
 ME = 4242
 
 
-def row(proto="tcp", laddr="127.0.0.1", lport=8080, raddr=None, rport=None, state="LISTEN", pid=ME, process="srv"):
+def row(proto="tcp", laddr="127.0.0.1", lport=8080, raddr=None, rport=None, state="LISTEN", pid=ME, process="srv",
+        owners=None, recv_q=None, send_q=None, timer=None, uid=None):
     family = {"tcp": "inet", "udp": "inet", "tcp6": "inet6", "udp6": "inet6", "unix": "unix"}[proto]
-    return (proto, family, laddr, lport, raddr, rport, state, pid, process)
+    if owners is None:
+        owners = ((pid, process, 3),) if pid else ()
+    return (proto, family, laddr, lport, raddr, rport, state, pid, process, owners, recv_q, send_q, timer, uid)
 
 
 LISTENER = row()
@@ -28,11 +31,11 @@ SERVER = row(lport=8080, raddr="127.0.0.1", rport=40001, state="ESTABLISHED")
 CLIENT = row(lport=40001, raddr="127.0.0.1", rport=8080, state="ESTABLISHED", pid=77, process="curl")
 TIME_WAIT = row(lport=8080, raddr="127.0.0.1", rport=40002, state="TIME_WAIT", pid=None, process=None)
 V6 = row("tcp6", "::1", 9090, state="LISTEN", pid=ME, process="srv")
-UDP = row("udp", "0.0.0.0", 53, state=None, pid=5, process="dnsd")
-UDP_CONNECTED = row("udp", "127.0.0.1", 40003, "127.0.0.1", 53, None, pid=6, process="dig")
-UDP6 = row("udp6", "::", 5353, state=None, pid=5, process="dnsd")
+UDP = row("udp", "0.0.0.0", 53, state="UNCONN", pid=5, process="dnsd")
+UDP_CONNECTED = row("udp", "127.0.0.1", 40003, "127.0.0.1", 53, "ESTABLISHED", pid=6, process="dig")
+UDP6 = row("udp6", "::", 5353, state="UNCONN", pid=5, process="dnsd")
 UNIX = row("unix", "/run/a:b.sock", None, state="LISTEN", pid=1, process="init")
-UNIX_ANON = row("unix", None, None, state=None, pid=None, process=None)
+UNIX_ANON = row("unix", None, None, state="UNCONN", pid=None, process=None)
 ALL = [LISTENER, SERVER, CLIENT, TIME_WAIT, V6, UDP, UDP_CONNECTED, UDP6, UNIX, UNIX_ANON]
 
 
@@ -62,7 +65,9 @@ def test_protocols(flags, expected):
         pytest.param({"listening": True}, [LISTENER, V6, UDP, UDP6, UNIX], id="listening"),
         pytest.param({"states": ["TIME_WAIT"]}, [TIME_WAIT], id="state"),
         pytest.param({"states": ["TIME_WAIT", "LISTEN"]}, [LISTENER, TIME_WAIT, V6, UNIX], id="states"),
-        pytest.param({"states": ["NONE"]}, [UDP, UDP_CONNECTED, UDP6, UNIX_ANON], id="state-none"),
+        pytest.param({"states": ["NONE"]}, [UDP, UDP6, UNIX_ANON], id="state-none"),
+        pytest.param({"states": ["UNCONN"]}, [UDP, UDP6, UNIX_ANON], id="state-unconn"),
+        pytest.param({"states": ["BOUND"]}, [UDP, UDP6, UNIX_ANON], id="state-bound-is-unconn"),
         pytest.param({"port": 8080}, [LISTENER, SERVER, CLIENT, TIME_WAIT], id="port-local-or-remote"),
         pytest.param({"port": 53}, [UDP, UDP_CONNECTED], id="port-udp"),
         pytest.param({"pid": ME}, [LISTENER, SERVER, V6], id="pid"),
@@ -183,10 +188,11 @@ def test_summarize_counts_and_top_ports():
     totals = {s["proto"]: s["count"] for s in summary if s["section"] == "total"}
     assert totals == {None: len(rows), "tcp": 8, "tcp6": 1, "udp": 2, "udp6": 1, "unix": 2}
     states = {(s["proto"], s["state"]): s["count"] for s in summary if s["section"] == "state"}
-    assert states[("tcp", "TIME_WAIT")] == 5 and states[("tcp", "ESTABLISHED")] == 2 and states[("udp", None)] == 2
+    assert states[("tcp", "TIME_WAIT")] == 5 and states[("tcp", "ESTABLISHED")] == 2
+    assert states[("udp", "UNCONN")] == 1 and states[("udp", "ESTABLISHED")] == 1  # no state is None
     assert sum(states.values()) == len(rows)
     ports = [(s["state"], s["port"], s["count"]) for s in summary if s["section"] == "port"]
-    assert ports == [("TIME_WAIT", 8080, 4), ("TIME_WAIT", 443, 1), ("ESTABLISHED", 8080, 2)]
+    assert ports == [("TIME_WAIT", 8080, 4), ("TIME_WAIT", 443, 1), ("ESTABLISHED", 8080, 2), ("ESTABLISHED", 53, 1)]
 
 
 def test_summarize_top_is_limited_and_ranked():
@@ -234,11 +240,11 @@ def test_text_table_columns_and_missing_values():
     for line in lines[1:]:
         for start in starts[1:]:
             assert line[start - 2:start] == "  " and line[start] != " "
-    assert lines[1].split() == ["tcp", "127.0.0.1:8080", "-", "LISTEN", str(ME), "srv"]
-    assert lines[2].split() == ["tcp", "127.0.0.1:8080", "127.0.0.1:40002", "TIME_WAIT", "-", "-"]
-    assert lines[3].split()[1] == "[::1]:9090"
-    assert lines[4].split()[1] == "/run/a:b.sock"  # a path is never bracketed
-    assert lines[5].split() == ["unix", "-", "-", "-", "-", "-"]
+    assert lines[1].split() == ["tcp", "-", "-", "127.0.0.1:8080", "-", "LISTEN", str(ME), "srv"]
+    assert lines[2].split() == ["tcp", "-", "-", "127.0.0.1:8080", "127.0.0.1:40002", "TIME_WAIT", "-", "-"]
+    assert lines[3].split()[3] == "[::1]:9090"
+    assert lines[4].split()[3] == "/run/a:b.sock"  # a path is never bracketed
+    assert lines[5].split() == ["unix", "-", "-", "-", "-", "UNCONN", "-", "-"]
 
 
 def test_text_table_empty_and_headerless():
@@ -249,7 +255,7 @@ def test_text_table_empty_and_headerless():
 
 def test_row_keys_are_the_documented_ones():
     assert ROW_KEYS == ("proto", "family", "local_address", "local_port", "remote_address", "remote_port",
-                        "state", "pid", "process")
+                        "state", "pid", "process", "owners", "recv_q", "send_q", "timer", "uid")
 
 
 def test_align():

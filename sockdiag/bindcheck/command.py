@@ -15,7 +15,7 @@ from typing import Any
 from sockdiag import platform
 from sockdiag.core import render
 from sockdiag.core.bindverdict import (CONTEXT_SYSCTLS, JSON_KEYS, Target, _ip_key, _result, csv_report, decide,
-                                  linux_context, parse_proc_net_tcp, row_timer, select_holders, text_report,
+                                  holder_pids, linux_context, parse_proc_net_tcp, row_timer, select_holders, text_report,
                                   time_wait_timers)
 from sockdiag.core.errors import PermissionFailure, SockdiagError, UsageError
 from sockdiag.platform.errnos import from_oserror
@@ -130,9 +130,28 @@ def _last_expiry(holders: Sequence[Mapping[str, Any]], timers: Mapping[tuple, fl
 
 
 def _public_row(row: Mapping[str, Any]) -> dict:
-    from sockdiag.core.sockview import ROW_KEYS
+    from sockdiag.core.sockview import ROW_KEYS, owners_json, timer_json
 
-    return {key: row.get(key) for key in ROW_KEYS}
+    public = {key: row.get(key) for key in ROW_KEYS}
+    public["owners"] = owners_json(row.get("owners"))
+    public["timer"] = timer_json(row.get("timer"))
+    return public
+
+
+def _parents(holders: Sequence[Mapping[str, Any]], depth: int = 32) -> dict[int, int | None]:
+    """pid -> parent pid for every process holding the port and its ancestors (a few /proc reads),
+    so the advice can name the master of a forked server."""
+    from sockdiag.platform import socktable
+
+    parents: dict[int, int | None] = {}
+    for pid, _ in holder_pids(holders):
+        for _ in range(depth):
+            if pid in parents or pid is None or pid <= 1:
+                break
+            parent = socktable.parent_pid(pid)
+            parents[pid] = parent
+            pid = parent
+    return parents
 
 
 def run(args, env) -> int:
@@ -152,7 +171,8 @@ def run(args, env) -> int:
     expires_s = _last_expiry(holders, timers, "TIME_WAIT", every=False)
     diagnosis = decide(attempts, None if rows is None else holders, port=port, address=target.address,
                        expires_s=expires_s, udp=udp, rules=platform.bind_rules(),
-                       fin_wait2_expires_s=_last_expiry(holders, timers, "FIN_WAIT2", every=True))
+                       fin_wait2_expires_s=_last_expiry(holders, timers, "FIN_WAIT2", every=True),
+                       parents=_parents(holders) if len(holder_pids(holders)) > 1 else None)
     report = {"port": port, "address": target.address, "proto": "udp" if udp else "tcp",
               "verdict": diagnosis.verdict, "attempts": attempts,
               "holders": None if rows is None else [_public_row(row) for row in holders],

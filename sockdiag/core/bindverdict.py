@@ -176,8 +176,47 @@ def select_holders(rows: Iterable[Mapping[str, Any]], port: int, target: Target)
 
 
 def state_name(row: Mapping[str, Any]) -> str:
-    """A row's state for counting; a UDP socket has none, it is just bound."""
-    return row.get("state") or "BOUND"
+    """A row's state, in `states`' vocabulary: a socket bound but neither listening nor connected
+    is UNCONN (a row from an older reader may have no state)."""
+    return row.get("state") or "UNCONN"
+
+
+def row_owners(row: Mapping[str, Any]) -> list[tuple]:
+    """Every (pid, process) holding the socket: its `owners`, else its pid (rows without owners)."""
+    owners = row.get("owners")
+    if owners:
+        return [(o[0], o[1]) if isinstance(o, (tuple, list)) else (o["pid"], o.get("process")) for o in owners]
+    return [(row["pid"], row.get("process"))] if row.get("pid") else []
+
+
+def holder_pids(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
+    """The distinct (pid, process) holding any of `rows`, in order of appearance."""
+    seen: dict[int, tuple] = {}
+    for row in rows:
+        for pid, name in row_owners(row):
+            seen.setdefault(pid, (pid, name))
+    return list(seen.values())
+
+
+def ancestors(pid: int, parents: Mapping[int, int | None]) -> list[int]:
+    """pid's parent, grandparent, ... as far as `parents` (pid -> ppid) knows them."""
+    chain, seen = [], {pid}
+    while (pid := parents.get(pid)) and pid not in seen:
+        chain.append(pid)
+        seen.add(pid)
+    return chain
+
+
+def master(owners: Sequence[tuple], parents: Mapping[int, int | None]) -> tuple | None:
+    """The owner every other owner descends from (a prefork server's master, not a worker), or
+    None when there is one owner or no such process among them."""
+    if len(owners) < 2:
+        return None
+    pids = {pid for pid, _ in owners}
+    for pid, name in owners:
+        if all(other == pid or pid in ancestors(other, parents) for other in pids):
+            return pid, name
+    return None
 
 
 def count_states(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -195,13 +234,22 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _pid_list(owners: Sequence[tuple]) -> str:
+    """'PID 7 (nginx)' or 'PIDs 7 (nginx), 8 (nginx), 9 (nginx)'."""
+    named = ", ".join(f"{pid} ({name or '?'})" for pid, name in owners)
+    return f"PID{'s' if len(owners) > 1 else ''} {named}"
+
+
 def _owned(row: Mapping[str, Any]) -> str:
-    """'a LISTEN socket of PID 7 (nginx) on 0.0.0.0:80', or who could not be seen."""
+    """'a LISTEN socket of PID 7 (nginx) on 0.0.0.0:80' (every PID when processes share it), or
+    who could not be seen."""
     kind = "connection" if row.get("remote_address") else "socket"
     state = state_name(row)
     text = f"{'an' if state[:1] in 'AEIOU' else 'a'} {state} {kind}"
-    if row.get("pid"):
-        return f"{text} of PID {row['pid']} ({row.get('process') or '?'}) on {_where(row)}"
+    owners = row_owners(row)
+    if owners:
+        shared = " (shared: a forked server)" if len(owners) > 1 else ""
+        return f"{text} of {_pid_list(owners)}{shared} on {_where(row)}"
     return (f"{text} on {_where(row)}, of a process not visible here (another user's: run as root to see it; "
             "or one outside this container)")
 
@@ -222,10 +270,13 @@ def _seconds(expires_s: float | None, rules: BindRules) -> str:
 
 def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str, Any]] | None, *, port: int,
            address: str, expires_s: float | None = None, udp: bool = False,
-           rules: BindRules, fin_wait2_expires_s: float | None = None) -> Diagnosis:
+           rules: BindRules, fin_wait2_expires_s: float | None = None,
+           parents: Mapping[int, int | None] | None = None) -> Diagnosis:
     """The verdict from what the real binds showed and who holds the port. Pure: `rules`
     (platform.bind_rules(system)) let tests emulate other OSes. `expires_s`: when the last
-    TIME_WAIT holder expires; `fin_wait2_expires_s`: the last orphaned FIN_WAIT2 one (if known)."""
+    TIME_WAIT holder expires; `fin_wait2_expires_s`: the last orphaned FIN_WAIT2 one (if known).
+    `parents` (pid -> parent pid, for the holders and their ancestors) lets the advice name the
+    process the other holders descend from: stopping a prefork server's worker does not help."""
     by_option = {a["option"]: a for a in attempts}
     plain = by_option["plain"]
     live = [row for row in holders or () if not _is_closing(row)]
@@ -245,7 +296,7 @@ def decide(attempts: Sequence[Mapping[str, Any]], holders: Sequence[Mapping[str,
         return Diagnosis("error", f"a plain bind fails: {err}",
                          "see the errno; bindcheck knows no common cause for it")
     if live:
-        return _in_use(live, by_option, udp, rules)
+        return _in_use(live, by_option, udp, rules, parents or {})
     if closing:
         return _time_wait(closing, by_option, expires_s, fin_wait2_expires_s, rules)
     if holders is None:
@@ -276,15 +327,29 @@ def _permission(port: int, err: str, rules: BindRules) -> Diagnosis:
     return Diagnosis("permission", reason, advice)
 
 
+def _who(live: Sequence[Mapping[str, Any]], first: Mapping[str, Any], parents: Mapping[int, int | None]) -> str:
+    """Whom to stop: the master when several processes hold the port and one is the ancestor of
+    the rest (killing a worker only makes the master fork another), else every holder."""
+    owners = holder_pids(live)
+    if len(owners) < 2:
+        return _pid_list(row_owners(first)) if row_owners(first) else "that process"
+    top = master(owners, parents)
+    if top is None:
+        return f"all of {_pid_list(owners)}"
+    others = ", ".join(str(pid) for pid, _ in owners if pid != top[0])
+    return (f"PID {top[0]} ({top[1] or '?'}), the parent the other holders (PID{'s' if len(owners) > 2 else ''} "
+            f"{others}) were forked from; stopping only those would not free the port")
+
+
 def _in_use(live: Sequence[Mapping[str, Any]], by_option: Mapping[str, Mapping], udp: bool,
-            rules: BindRules) -> Diagnosis:
+            rules: BindRules, parents: Mapping[int, int | None]) -> Diagnosis:
     order = sorted(live, key=lambda r: (r.get("state") != "LISTEN", not r.get("pid")))
     first = order[0]
     state = state_name(first)
     reason = _owned(first)
     if len(live) > 1:
         reason += f" (and {_plural(len(live) - 1, 'more socket')})"
-    who = f"PID {first['pid']} ({first.get('process') or '?'})" if first.get("pid") else "that process"
+    who = _who(live, first, parents)
     reuseport = by_option.get("SO_REUSEPORT", {})
     if reuseport.get("ok"):
         return Diagnosis("reuseport group", reason + ", set up with SO_REUSEPORT: a SO_REUSEPORT bind succeeds",
@@ -470,7 +535,8 @@ def text_report(report: Mapping[str, Any], diagnosis: Diagnosis, *, target: Targ
         table = [{"proto": row.get("proto"), "local": format_hostport(row.get("local_address"), row.get("local_port")),
                   "remote": format_hostport(row.get("remote_address"), row.get("remote_port"))
                   if row.get("remote_address") else None,
-                  "state": state_name(row), "pid": row.get("pid"), "process": row.get("process"),
+                  "state": state_name(row), "pid": ",".join(str(pid) for pid, _ in row_owners(row)) or None,
+                  "process": row.get("process"),
                   "expires_s": row_timer(row, timers or {})} for row in holders]
         lines += ["  " + line for line in render.text_table(table, HOLDER_COLUMNS)] if table else []
     if others:

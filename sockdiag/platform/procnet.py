@@ -6,8 +6,14 @@ psutil path in states.py, so the two can be compared in tests. Why it exists: at
 psutil's generic path (plus its 18 ms import) took about twice as long as `ss -tanp`, which this
 path matches (benchmarks/states.py). platform.socket_table_source() decides when it is used.
 
-Rows are tuples in states.ROW_KEYS order: proto, family, local_address, local_port,
-remote_address, remote_port, state, pid, process.
+Rows are tuples in core.sockview.ROW_KEYS order: proto, family, local_address, local_port,
+remote_address, remote_port, state, pid, process, owners, recv_q, send_q, timer, uid.
+
+The queue columns (/proc/net/tcp `tx_queue:rx_queue`, net/ipv4/tcp_ipv4.c get_tcp4_sock): for a
+connection rx is rcv_nxt - copied_seq (bytes not yet read) and tx is write_seq - snd_una (bytes
+not yet acknowledged); for a LISTEN socket rx is sk_ack_backlog, the connections waiting in the
+accept queue, while tx is 0, NOT the backlog (ss gets that from netlink), so send_q is None there.
+UDP: tx is the send buffer in use, rx the receive queue (bytes). /proc/net/unix has no queues.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ INET_TABLES = (
     ("udp", "udp", "inet", False), ("udp6", "udp6", "inet6", True),
 )
 _UNIX_ACCEPTCON = 0x10000  # __SO_ACCEPTCON in the Flags column: a listening unix socket
+_UNIX_CONNECTED = "03"  # the St column: SS_CONNECTED (include/uapi/linux/net.h)
+# UDP's `st` is the TCP number its sk_state uses: 01 connected, 07 (TCP_CLOSE) not.
+UDP_STATES = {"01": "ESTABLISHED", "07": "UNCONN"}
+# The `tr` column (tcp4_seq_show): 1 retransmit/loss probe, 2 keepalive (sk_timer), 3 TIME_WAIT,
+# 4 zero-window probe; named as ss -o names them. `tm->when` is jiffies_delta_to_clock_t: USER_HZ
+# ticks left, never negative.
+TIMERS = {"1": "on", "2": "keepalive", "3": "timewait", "4": "persist"}
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
@@ -50,16 +63,18 @@ def decode_ipv6(hexaddr: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[str, int], int]:
-    """Map socket inode (as the text /proc/net prints) -> PID, from the /proc/<pid>/fd links of
-    every process, or only of `pids` (a --pid/--process query need not walk them all).
+def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[str, tuple], int]:
+    """Map socket inode (as the text /proc/net prints) -> ((pid, fd), ...), every process holding
+    it (in /proc order: ascending PIDs), from the /proc/<pid>/fd links of every process, or only
+    of `pids` (a --pid/--process query need not walk them all).
 
     Returns the map and how many processes' fd directories could not be read (not root). A
-    socket shared by several processes goes to the last one listed, as psutil does. The links
-    are read with readlinkat() relative to the open fd directory: one path lookup per process,
-    not one per descriptor (about 10% faster at 20,000 sockets).
+    socket shared by several processes (fork, a prefork server) lists each, as ss -p does. The
+    links are read with readlinkat() relative to the open fd directory: one path lookup per
+    process, not one per descriptor (about 10% faster at 20,000 sockets).
     """
-    owners: dict[str, int] = {}
+    owners: dict[str, tuple] = {}
+    get = owners.get
     denied = 0
     readlink = os.readlink
     for name in os.listdir(proc) if pids is None else map(str, pids):
@@ -80,7 +95,9 @@ def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[str, int], int]:
                 except OSError:  # closed meanwhile
                     continue
                 if target.startswith("socket:["):
-                    owners[target[8:-1]] = pid
+                    inode = target[8:-1]
+                    held = get(inode)
+                    owners[inode] = ((pid, int(fd)),) if held is None else held + ((pid, int(fd)),)
         except PermissionError:
             denied += 1
         except OSError:
@@ -137,11 +154,31 @@ def _read(path: str) -> list[str]:
         return f.read().splitlines()[1:]
 
 
-def inet_rows(table: str, owners: dict[str, int] | None, names, proc: str = PROC) -> list[tuple]:
+def clock_ticks(proc: str = PROC) -> int:
+    """USER_HZ, the unit of /proc/net/tcp's tm->when (100 on every common architecture)."""
+    try:
+        return os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError):
+        return 100
+
+
+def _owned(held, names) -> tuple:
+    """((pid, fd), ...) -> (first pid, its name, ((pid, name, fd), ...)); one owner is the fast path."""
+    if held is None:
+        return None, None, ()
+    if len(held) == 1:
+        pid, fd = held[0]
+        name = names(pid)
+        return pid, name, ((pid, name, fd),)
+    owners = tuple((pid, names(pid), fd) for pid, fd in held)
+    return owners[0][0], owners[0][1], owners
+
+
+def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PROC, hz: int | None = None) -> list[tuple]:
     """Rows of /proc/net/TABLE (tcp, tcp6, udp, udp6). A missing file (no IPv6) gives no rows.
 
-    As psutil: an endpoint with port 0 is no endpoint (None, None); UDP has no state (None);
-    sockets without an inode (TIME_WAIT, SYN_RECV) have no owner.
+    As psutil: an endpoint with port 0 is no endpoint (None, None); sockets without an inode
+    (TIME_WAIT, SYN_RECV) have no owner. UDP: ESTABLISHED when connected, else UNCONN (as ss).
     """
     file, proto, family, v6 = next(t for t in INET_TABLES if t[0] == table)
     try:
@@ -151,18 +188,24 @@ def inet_rows(table: str, owners: dict[str, int] | None, names, proc: str = PROC
     decode = decode_ipv6 if v6 else decode_ipv4
     width = 32 if v6 else 8
     hosts: dict[str, str] = {}
-    states = TCP_STATES if proto.startswith("tcp") else {}
+    tcp = proto.startswith("tcp")
+    states = TCP_STATES if tcp else UDP_STATES
     owner = (owners or {}).get
+    hz = hz or clock_ticks(proc)
     rows = []
     append = rows.append
+    # Queue pairs and uids repeat (most sockets show 00000000:00000000): parsed once per text.
+    queue_pairs: dict[str, tuple] = {}
+    uid_numbers: dict[str, int] = {}
+    listen = "0A" if tcp else None
     for line in lines:  # the hot loop at 20,000 sockets: keep it flat
         try:
-            _, local, remote, st, _, _, _, _, _, inode, _ = line.split(None, 10)
+            _, local, remote, st, queues, trw, _, uid, _, inode, _ = line.split(None, 10)
         except ValueError:  # exactly 10 fields: nothing after the inode
             fields = line.split()
             if len(fields) < 10:
                 continue
-            local, remote, st, inode = fields[1], fields[2], fields[3], fields[9]
+            _, local, remote, st, queues, trw, _, uid, _, inode = fields[:10]
         lport = int(local[width + 1:], 16)
         rport = int(remote[width + 1:], 16)
         if lport:
@@ -175,33 +218,91 @@ def inet_rows(table: str, owners: dict[str, int] | None, names, proc: str = PROC
             rhost = hosts.get(rhex) or hosts.setdefault(rhex, decode(rhex))
         else:
             rhost = rport = None
-        pid = owner(inode)  # inode 0 (TIME_WAIT, SYN_RECV) is never in the map
-        append((proto, family, lhost, lport, rhost, rport, states.get(st, st) if states else None, pid, names(pid)))
+        queue = queue_pairs.get(queues)
+        if queue is None:  # (recv_q, send_q) from "tx_queue:rx_queue"
+            queue = queue_pairs[queues] = (int(queues[9:], 16), int(queues[:8], 16))
+        uid_number = uid_numbers.get(uid)
+        if uid_number is None:
+            uid_number = uid_numbers[uid] = int(uid)
+        timer = (TIMERS.get(trw[1], trw[:2]), int(trw[3:], 16) / hz) if trw[1] != "0" else None
+        held = owner(inode)  # inode 0 (TIME_WAIT, SYN_RECV) is never in the map
+        if held is None:
+            pid = name = None
+            owned = ()
+        elif len(held) == 1:
+            pid, fd = held[0]
+            name = names(pid)
+            owned = ((pid, name, fd),)
+        else:
+            pid, name, owned = _owned(held, names)
+        # A listener's tx_queue is 0, not its backlog (see the module docstring): send_q None.
+        append((proto, family, lhost, lport, rhost, rport, states.get(st, st), pid, name, owned,
+                queue[0], None if st == listen else queue[1], timer, uid_number))
     return rows
 
 
-def unix_rows(owners: dict[str, int] | None, names, proc: str = PROC) -> list[tuple]:
+class ProcessUids:
+    """PID -> the process's real uid (the owner of /proc/PID), read once per PID."""
+
+    def __init__(self, proc: str = PROC):
+        self._proc = proc
+        self._uids: dict[int, int | None] = {}
+
+    def __call__(self, pid: int | None) -> int | None:
+        if pid is None:
+            return None
+        try:
+            return self._uids[pid]
+        except KeyError:
+            try:
+                uid = os.stat(f"{self._proc}/{pid}").st_uid
+            except OSError:
+                uid = None
+            self._uids[pid] = uid
+            return uid
+
+
+def unix_rows(owners: dict[str, tuple] | None, names, proc: str = PROC, uids=None) -> list[tuple]:
     """Rows of /proc/net/unix: one per socket, path as the local address (None when unnamed).
 
-    A listening socket (Flags has __SO_ACCEPTCON) gets state LISTEN; psutil reports no state for
-    unix sockets at all, but `-l -x` should find listeners, as `netstat -lx` and `ss -lx` do.
+    State: LISTEN when Flags has __SO_ACCEPTCON (`-l -x` finds listeners, as `ss -lx` does),
+    ESTABLISHED when connected (a socketpair, an accepted stream, a connected datagram socket),
+    else UNCONN, as ss. No queues or timers; the uid (not in this file) is the first owner's.
     """
     try:
         lines = _read(f"{proc}/net/unix")
     except FileNotFoundError:
         return []
-    owners = owners if owners is not None else {}
+    owner = (owners or {}).get
+    uids = uids or ProcessUids(proc)
     rows = []
     for line in lines:
         fields = line.split(None, 7)  # the path may contain spaces
         if len(fields) < 7:
             continue
-        flags, inode = fields[3], fields[6]
+        flags, st, inode = fields[3], fields[5], fields[6]
         path = fields[7] if len(fields) == 8 else None
-        state = "LISTEN" if int(flags, 16) & _UNIX_ACCEPTCON else None
-        pid = owners.get(inode)
-        rows.append(("unix", "unix", path, None, None, None, state, pid, names(pid)))
+        if int(flags, 16) & _UNIX_ACCEPTCON:
+            state = "LISTEN"
+        else:
+            state = "ESTABLISHED" if st == _UNIX_CONNECTED else "UNCONN"
+        pid, name, owned = _owned(owner(inode), names)
+        rows.append(("unix", "unix", path, None, None, None, state, pid, name, owned, None, None, None, uids(pid)))
     return rows
+
+
+def parent_pid(pid: int, proc: str = PROC) -> int | None:
+    """The parent of `pid` from /proc/PID/stat (field 4, after the parenthesised name, which may
+    itself hold spaces and parentheses), or None when the process is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    try:
+        return int(data[data.rindex(b")") + 2:].split()[1])
+    except (ValueError, IndexError):
+        return None
 
 
 def pids_named(match, names: ProcessNames, proc: str = PROC, pids=None) -> list[int]:

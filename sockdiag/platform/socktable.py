@@ -13,7 +13,7 @@ import socket
 
 from sockdiag.core import sockview
 from sockdiag.core.errors import PermissionFailure
-from sockdiag.core.sockview import PROTO, ROW_KEYS
+from sockdiag.core.sockview import LPORT, OWNERS, PID, PROTO, ROW_KEYS, UID
 from sockdiag.platform.errnos import from_oserror
 from sockdiag.platform.system import DARWIN, LINUX, SYSTEM, WINDOWS
 
@@ -106,14 +106,49 @@ class ProcessNames:
         return self._names[pid]
 
 
+def _state(conn, proto: str, remote) -> str:
+    """psutil's status, in the one vocabulary: UDP and unix have none there (CONN_NONE), so
+    ESTABLISHED when connected and UNCONN when not, as ss and the Linux path say."""
+    status = conn.status
+    if status and status != _psutil().CONN_NONE and proto not in ("udp", "udp6", "unix"):
+        return status
+    return "ESTABLISHED" if remote else "UNCONN"
+
+
 def _conn_row(conn, pid: int | None, names) -> tuple:
-    """One psutil connection tuple -> a row tuple (ROW_KEYS order). TIME_WAIT has no PID: None."""
+    """One psutil connection tuple -> a row tuple (ROW_KEYS order). TIME_WAIT has no PID: None.
+    psutil tells no queues, timers or socket uid: None."""
     local_ip, local_port = _addr(conn.laddr)
     remote_ip, remote_port = _addr(conn.raddr)
     pid = pid or None
-    status = conn.status if conn.status and conn.status != _psutil().CONN_NONE else None
-    return (_proto(conn.family, conn.type), _FAMILIES.get(conn.family, str(conn.family)), local_ip, local_port,
-            remote_ip, remote_port, status, pid, names(pid))
+    proto = _proto(conn.family, conn.type)
+    name = names(pid)
+    fd = conn.fd if getattr(conn, "fd", -1) not in (-1, None) else None
+    owners = ((pid, name, fd),) if pid else ()
+    return (proto, _FAMILIES.get(conn.family, str(conn.family)), local_ip, local_port,
+            remote_ip, remote_port, _state(conn, proto, remote_ip), pid, name, owners, None, None, None, None)
+
+
+def merge_owners(rows) -> list[tuple]:
+    """psutil lists a socket once per process holding it (a prefork server's listener under the
+    master and each worker): one row per socket, with every owner. Without an inode the socket
+    is known by its protocol, endpoints and state, so only sockets with a local port merge (not
+    the many unnamed unix sockets); SO_REUSEPORT sockets of one address would merge too."""
+    merged: dict[tuple, int] = {}
+    out: list[tuple] = []
+    for row in rows:
+        if row[LPORT] is None or not row[OWNERS]:
+            out.append(row)
+            continue
+        key = row[:PID]
+        at = merged.get(key)
+        if at is None:
+            merged[key] = len(out)
+            out.append(row)
+        else:
+            first = out[at]
+            out[at] = first[:OWNERS] + (first[OWNERS] + row[OWNERS],) + first[OWNERS + 1:]
+    return out
 
 
 def row_from_conn(conn, names: ProcessNames) -> dict:
@@ -132,7 +167,30 @@ def socket_rows(kind: str = "inet") -> list[dict]:
         protos = PSUTIL_KINDS[kind]
         return [dict(zip(ROW_KEYS, row)) for row in _collect_procfs(protos, True).rows if row[PROTO] in protos]
     names = ProcessNames()
-    return [row_from_conn(conn, names) for conn in _psutil().net_connections(kind=kind)]
+    rows = merge_owners(_conn_row(conn, conn.pid, names) for conn in _psutil().net_connections(kind=kind))
+    return [dict(zip(ROW_KEYS, row)) for row in rows]
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent process of `pid` (None when gone or hidden): /proc/PID/stat on Linux, psutil elsewhere."""
+    if socket_table_source() == "procfs":
+        from sockdiag.platform import procnet
+
+        return procnet.parent_pid(pid)
+    ps = _psutil()
+    try:
+        return ps.Process(pid).ppid() or None
+    except (ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess):
+        return None
+
+
+def user_of(pid: int) -> int | None:
+    """The real uid of process `pid` (psutil; None off POSIX or when hidden): --uid on the psutil path."""
+    ps = _psutil()
+    try:
+        return ps.Process(pid).uids().real
+    except (ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess, AttributeError):
+        return None
 
 
 # --- collecting a snapshot ----------------------------------------------------------------------
@@ -160,15 +218,16 @@ class Snapshot:
 
 
 def collect(protos, with_pids: bool = True, source: str | None = None, *, pid: int | None = None,
-            process: str | None = None) -> Snapshot:
+            process: str | None = None, with_uids: bool = False) -> Snapshot:
     """The sockets of the protocols in `protos`. Without `with_pids`, pid and process may be
     None (the Linux path then skips the /proc/<pid>/fd walk, most of its time). `pid` and
     `process` say that only the sockets of that PID / of processes of that name need owners
-    (the Linux path then walks only their descriptors); the caller still filters."""
+    (the Linux path then walks only their descriptors); the caller still filters. `with_uids`:
+    the psutil path fills uid from the owner process (a --uid query; /proc has the socket's)."""
     source = source or socket_table_source()
     if source == "procfs":
         return _collect_procfs(protos, with_pids, pid, process)
-    return _collect_psutil(protos, with_pids)
+    return _collect_psutil(protos, with_pids, with_uids)
 
 
 def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: str | None = None) -> Snapshot:
@@ -182,7 +241,7 @@ def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: st
     return Snapshot(rows, uninspected=uninspected)
 
 
-def _collect_psutil(protos, with_pids: bool) -> Snapshot:
+def _collect_psutil(protos, with_pids: bool, with_uids: bool = False) -> Snapshot:
     ps = _psutil()
     kind = psutil_kind(protos)
     names = ProcessNames() if with_pids else (lambda pid: None)
@@ -192,7 +251,11 @@ def _collect_psutil(protos, with_pids: bool) -> Snapshot:
     except ps.AccessDenied:
         rows, warning = _per_process_rows(ps, kind, names)
         warnings.append(warning)
-    rows = [r for r in rows if r[PROTO] in protos]
+    rows = merge_owners(r for r in rows if r[PROTO] in protos)
+    if with_uids:  # psutil has no socket uid: the first owner's
+        uids: dict = {}
+        rows = [r[:UID] + (uids[r[PID]] if r[PID] in uids else uids.setdefault(r[PID], user_of(r[PID])),)
+                if r[PID] else r for r in rows]
     return Snapshot(sockview.sort_rows(rows, "local"), warnings)  # psutil's order is arbitrary
 
 

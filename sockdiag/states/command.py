@@ -1,7 +1,7 @@
 """The `states` command: the socket table with states and owning processes (I/O at the edge).
 
 Row keys (also the JSON Lines keys, in this order): proto, family, local_address, local_port,
-remote_address, remote_port, state, pid, process. The rows come from platform.socktable (/proc
+remote_address, remote_port, state, pid, process, owners, recv_q, send_q, timer, uid. The rows come from platform.socktable (/proc
 on Linux, psutil elsewhere); filtering, sorting, the summary and the text layout are pure
 functions in core.sockview.
 """
@@ -28,7 +28,9 @@ class _Query:
     def __init__(self, args):
         self.protos = sockview.protocols(args.tcp, args.udp, args.unix, args.family)
         self.filters = {"listening": args.listening, "states": args.state, "port": args.port,
-                        "pid": args.pid, "process": args.process}
+                        "pid": args.pid, "process": args.process, "sport": args.sport, "dport": args.dport,
+                        "src": args.src, "dst": args.dst, "uid": args.uid}
+        self.layout = {"all_owners": args.owners, "timers": args.timers}
         self.sort = args.sort
         self.summary = args.summary
         self.output = args.output
@@ -37,7 +39,9 @@ class _Query:
 
     def snapshot(self, collect_rows=collect) -> tuple[list[tuple], list[str], frozenset]:
         """(selected rows, warnings, listening ports before filtering)."""
-        snap = collect_rows(self.protos, self.with_pids, pid=self.filters["pid"], process=self.filters["process"])
+        extra = {"with_uids": True} if self.filters["uid"] is not None else {}
+        snap = collect_rows(self.protos, self.with_pids, pid=self.filters["pid"], process=self.filters["process"],
+                            **extra)
         rows, warnings = snap.rows, list(snap.warnings)
         listening = frozenset(r[LPORT] for r in rows if r[STATE] == "LISTEN") if self.summary else frozenset()
         rows = sockview.select(rows, **self.filters)
@@ -63,7 +67,7 @@ def run(args, env) -> int:
     if query.summary:
         _write(env, _summary_lines(rows, listening, query.output))
     else:
-        _write(env, _table_lines(rows, query.output))
+        _write(env, _table_lines(rows, query.output, layout=query.layout))
     return ExitStatus.OK
 
 
@@ -73,15 +77,14 @@ def _write(env, lines: list[str]) -> None:
         env.write("\n".join(lines) + "\n")
 
 
-def _table_lines(rows: list[tuple], output: str, header: bool = True) -> list[str]:
+def _table_lines(rows: list[tuple], output: str, header: bool = True, layout=None) -> list[str]:
     if output == "text":
-        return sockview.text_lines(rows, header)
+        return sockview.text_lines(rows, header, **(layout or {}))
     from sockdiag.core import render  # json, csv and typing: 6 ms of start-up text output skips
 
-    dicts = [dict(zip(ROW_KEYS, row)) for row in rows]
     if output == "json":
-        return [render.json_line(d, ROW_KEYS) for d in dicts]
-    return render.csv_lines(dicts, ROW_KEYS, header)
+        return [render.json_line(sockview.row_dict(row), ROW_KEYS) for row in rows]
+    return render.csv_lines(map(sockview.row_csv, rows), ROW_KEYS, header)
 
 
 def _summary_lines(rows: list[tuple], listening: frozenset, output: str) -> list[str]:
@@ -144,14 +147,15 @@ def _watch_frame(query: _Query, env, rows, listening, previous, elapsed: float) 
         if not first:
             title += f", {len(appeared)} appeared (+), {len(gone)} disappeared (-)"
         frame = sockview.marked(rows, appeared, gone)
-        return _frame_title(env, title, first) + sockview.marked_text_lines(frame)
+        return _frame_title(env, title, first) + sockview.marked_text_lines(frame, **query.layout)
     if first:
         stream = [(None, row) for row in rows]
     else:
         stream = [("+", row) for row in appeared] + [("-", row) for row in gone]
     from sockdiag.core import render
 
-    dicts = [dict(zip(WATCH_KEYS, (mark,) + row)) for mark, row in stream]
+    convert = sockview.row_dict if query.output == "json" else sockview.row_csv
+    dicts = [{"change": mark, **convert(row)} for mark, row in stream]
     if query.output == "json":
         return [render.json_line(d, WATCH_KEYS) for d in dicts]
     return render.csv_lines(dicts, WATCH_KEYS, header=first)
