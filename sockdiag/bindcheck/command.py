@@ -111,6 +111,40 @@ def _read_rows(udp: bool) -> list[dict] | None:
         return None
 
 
+def _run_connect(args, env) -> int:
+    """bindcheck --connect HOST:PORT: why connect() to it may fail with EADDRNOTAVAIL."""
+    from sockdiag.core import leaks
+    from sockdiag.core.portspec import PortSpecError, parse_hostport
+    from sockdiag.net.resolve import resolve
+
+    if args.port is not None or args.udp or args.bind is not None:
+        raise UsageError("--connect HOST:PORT goes alone (no PORT, -u or -b)")
+    try:
+        host, port = parse_hostport(args.connect, platform.service_port)
+    except PortSpecError as exc:
+        raise UsageError(f"--connect: {exc.message}") from None
+    _af, sockaddr = resolve(host, port, None, socket.SOCK_STREAM)[0]
+    rows = _read_rows(False)
+    if rows is None:
+        env.warn("the socket table is not readable (access denied): the counts are incomplete")
+        rows = []
+    from sockdiag.core.sockview import ROW_KEYS as KEYS
+
+    tuples = [tuple(row.get(key) for key in KEYS) for row in rows]
+    explanation = leaks.explain_connect(tuples, sockaddr[0], port,
+                                        platform.read_sysctl("net/ipv4/ip_local_port_range"),
+                                        platform.read_sysctl("net/ipv4/tcp_tw_reuse"))
+    if args.output == "json":
+        env.print(render.json_line(leaks.connect_row(explanation), leaks.CONNECT_KEYS))
+    elif args.output == "csv":
+        for line in render.csv_lines([leaks.connect_row(explanation)], leaks.CONNECT_KEYS):
+            env.print(line)
+    else:
+        for line in leaks.connect_lines(explanation):
+            env.print(line)
+    return ExitStatus.FAILURE if explanation.verdict == "exhausted" else ExitStatus.OK
+
+
 def _read_timers() -> dict[tuple, float]:
     entries = []
     for text in platform.proc_net_tcp_texts():
@@ -158,6 +192,10 @@ def run(args, env) -> int:
     """`sockdiag bindcheck PORT [-b ADDR] [-u]`: exit 0 when a plain bind succeeds, 1 when not
     (the `permission` verdict included: the check ran, its answer is "not bindable"), and 4 only
     when the check itself is not permitted (not even a socket may be created)."""
+    if args.connect is not None:
+        return _run_connect(args, env)
+    if args.port is None:
+        raise UsageError("give the PORT to check, or --connect HOST:PORT")
     port, udp = args.port, bool(args.udp)
     target = resolve_target(args.bind, udp)
     attempts = run_attempts(target, port, udp, platform.bind_attempt_options())

@@ -13,7 +13,11 @@ def add_bindcheck(sub) -> None:
                                    "with advice: free, in use, time-wait only, reuseport group, permission or "
                                    "address not available. Exit 0 when a plain bind succeeds, 1 when it does "
                                    "not (whatever the verdict), 4 when not even the check is permitted.")
-    p.add_argument("port", type=port, metavar="PORT", help="port to check")
+    p.add_argument("port", nargs="?", type=port, metavar="PORT", help="port to check (not with --connect)")
+    p.add_argument("--connect", metavar="HOST:PORT",
+                   help="instead: explain EADDRNOTAVAIL for outgoing connections to HOST:PORT (the ephemeral "
+                        "port range, how much of it this destination uses, tcp_tw_reuse); exit 1 when the "
+                        "range is exhausted for it")
     p.add_argument("-b", "--bind", type=host, metavar="ADDR",
                    help="address to check (default: all interfaces, dual-stack '::' as 'sockdiag listen' binds)")
     p.add_argument("-u", "--udp", action="store_true", help="check a UDP port")

@@ -210,9 +210,10 @@ def _range_words(span: PortRange | None) -> str:
     return "unknown" if span is None else f"{span.low}-{span.high}, {span.size} ports"
 
 
-def leak_lines(leaks: Leaks) -> list[str]:
+def leak_lines(leaks: Leaks, with_time_wait: bool = True) -> list[str]:
     """The findings for people: CLOSE_WAIT by process with the diagnosis, outbound ports by
-    destination with a warning per destination near EADDRNOTAVAIL, TIME_WAIT by port."""
+    destination with a warning per destination near EADDRNOTAVAIL, TIME_WAIT by port (left out
+    with `with_time_wait=False` where sockview.summary_text already lists it)."""
     lines = []
     if leaks.close_wait:
         lines.append(f"CLOSE_WAIT sockets by process ({leaks.close_wait_threshold} or more):")
@@ -232,6 +233,8 @@ def leak_lines(leaks: Leaks) -> list[str]:
                   if d.ratio is not None and d.ratio >= leaks.warn_ratio]
     else:
         lines.append(head + ": none")
+    if not with_time_wait:
+        return lines
     lines.append("")
     if leaks.time_wait_ports:
         lines.append("TIME_WAIT sockets by port:")
@@ -364,8 +367,11 @@ def explain_connect(rows: Sequence[sockview.Row], address: str, port: int, port_
         verdict = "ports left"
     if time_wait and _reuse_applies(tcp_tw_reuse, loopback):
         reason += f" (tcp_tw_reuse may take over most of the {time_wait} in TIME_WAIT, so more in practice)"
-    return ConnectExplanation(where, verdict, span, used, by_state, bound, left, tcp_tw_reuse, reason,
-                              _connect_advice(time_wait, used, tcp_tw_reuse, loopback), tuple(context))
+    advice = (_connect_advice(time_wait, used, tcp_tw_reuse, loopback) if verdict != "ports left" else
+              "nothing to do: connect() to it has ports to spare (if EADDRNOTAVAIL still happens, the program "
+              "may bind() before connect(): set IP_BIND_ADDRESS_NO_PORT, or every destination shares one range)")
+    return ConnectExplanation(where, verdict, span, used, by_state, bound, left, tcp_tw_reuse, reason, advice,
+                              tuple(context))
 
 
 def _connect_advice(time_wait: int, used: int, tcp_tw_reuse: str | None, loopback: bool) -> str:

@@ -61,11 +61,16 @@ def run(args, env) -> int:
     query = _Query(args)
     if args.watch:
         return watch(query, env, args.watch)
+    if query.output == "prometheus" and not query.summary:
+        from sockdiag.core.errors import UsageError
+
+        raise UsageError("-o prometheus goes with --summary (metrics, not a socket list)")
     rows, warnings, listening = query.snapshot()
     for warning in warnings:
         env.warn(warning)
     if query.summary:
-        _write(env, _summary_lines(rows, listening, query.output))
+        rows = _with_close_wait_owners(query, rows)
+        _write(env, _summary_lines(rows, listening, query.output, args.close_wait_threshold))
     else:
         _write(env, _table_lines(rows, query.output, layout=query.layout))
     return ExitStatus.OK
@@ -87,13 +92,40 @@ def _table_lines(rows: list[tuple], output: str, header: bool = True, layout=Non
     return render.csv_lines(map(sockview.row_csv, rows), ROW_KEYS, header)
 
 
-def _summary_lines(rows: list[tuple], listening: frozenset, output: str) -> list[str]:
+def _with_close_wait_owners(query, rows: list[tuple]) -> list[tuple]:
+    """The summary reads no owners (the /proc/*/fd walk is most of its time), but CLOSE_WAIT
+    sockets are diagnosed per process: read them again with owners only when there are some."""
+    if query.with_pids or not any(r[STATE] == "CLOSE_WAIT" for r in rows):
+        return rows
+    query.with_pids = True
+    try:
+        return query.snapshot()[0]
+    finally:
+        query.with_pids = False
+
+
+def _summary_lines(rows: list[tuple], listening: frozenset, output: str, close_wait_threshold: int = 10) -> list[str]:
+    from sockdiag.core import leaks
+    from sockdiag.platform.linux import read_sysctl
+
     summary = sockview.summarize(rows, listening)
+    port_range = read_sysctl("net/ipv4/ip_local_port_range")
+    if output == "prometheus":
+        from sockdiag.core import prometheus
+
+        return prometheus.socket_exposition(rows, port_range=port_range, summary=summary,
+                                            listening=listening).splitlines()
+    found = leaks.find_leaks(rows, port_range=port_range, tcp_tw_reuse=read_sysctl("net/ipv4/tcp_tw_reuse"),
+                             summary=summary, listening=listening, close_wait_threshold=close_wait_threshold)
     if output == "text":
-        return sockview.summary_text(summary)
+        return sockview.summary_text(summary) + [""] + leaks.leak_lines(found, with_time_wait=False)
     from sockdiag.core import render
 
-    return list(render.render(summary, [(k, k) for k in sockview.SUMMARY_KEYS], output))
+    lines = list(render.render(summary, [(k, k) for k in sockview.SUMMARY_KEYS], output))
+    if output == "json":  # sections close_wait and outbound: the diagnosis, keys core.leaks.LEAK_KEYS
+        lines += [render.json_line(row, leaks.LEAK_KEYS) for row in leaks.leak_rows(found)
+                  if row["section"] != "time_wait"]  # the port section above has those already
+    return lines
 
 
 # --- --watch ------------------------------------------------------------------------------------

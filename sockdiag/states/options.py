@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sockdiag.cmdline import common, family, int_range, output, port, seconds
+from sockdiag.cmdline import common, family, int_range, port, seconds
 
 # The valid --state names: every state `states` and `bindcheck` print (psutil's CONN_* constants
 # and UNCONN). UNCONN: a UDP or unix socket bound but neither listening nor connected (ss's word);
@@ -96,5 +96,9 @@ def add_states(sub) -> None:
     p.add_argument("--summary", action="store_true",
                    help="counts per protocol and state, and the ports with most TIME_WAIT/ESTABLISHED")
     p.add_argument("--watch", type=seconds, metavar="SEC", help="redraw every SEC seconds, marking changes")
-    output(p)
+    p.add_argument("-o", "--output", choices=("text", "json", "csv", "prometheus"), default="text",
+                   help="output format: aligned text (default), JSON Lines, CSV, or with --summary "
+                        "prometheus (the text exposition format, for node_exporter's textfile collector)")
+    p.add_argument("--close-wait-threshold", type=int_range(1, 1_000_000), default=10, metavar="N",
+                   help="--summary: name the processes holding at least N CLOSE_WAIT sockets (default 10)")
     common(p)
