@@ -88,7 +88,8 @@ def test_inet_rows(fake_proc):
     owners, _ = procnet.socket_owners(str(fake_proc))
     rows = procnet.inet_rows("tcp", owners, procnet.ProcessNames(str(fake_proc)), str(fake_proc), hz=100)
     nobody = (None, None, ())
-    assert rows == [
+    assert [r[-2] for r in rows] == ["stream"] * 6 and all(isinstance(r[-1], int) for r in rows)  # type, inode
+    assert [r[:14] for r in rows] == [
         ("tcp", "inet", "127.0.0.1", 8080, None, None, "LISTEN", *owned(100, "srv", 3), 2, None, None, 1000),
         ("tcp", "inet", "127.0.0.1", 8080, "127.0.0.1", 40001, "ESTABLISHED", *owned(100, "srv", 4), 512, 16,
          ("keepalive", 7.0), 1000),
@@ -103,12 +104,13 @@ def test_inet6_and_udp_rows(fake_proc):
     proc = str(fake_proc)
     owners, _ = procnet.socket_owners(proc)
     names = procnet.ProcessNames(proc)
-    assert procnet.inet_rows("tcp6", owners, names, proc) == [
+    assert [r[:14] for r in procnet.inet_rows("tcp6", owners, names, proc)] == [
         ("tcp6", "inet6", "::1", 9090, None, None, "LISTEN", *owned(100, "srv", 5), 0, None, None, 1000),
         ("tcp6", "inet6", "::ffff:127.0.0.1", 9091, "::ffff:127.0.0.1", 40005, "ESTABLISHED", *owned(100, "srv", 6),
          0, 0, None, 1000),
     ]
-    assert procnet.inet_rows("udp", owners, names, proc) == [  # UDP: UNCONN, or ESTABLISHED when connected
+    assert [r[-2] for r in procnet.inet_rows("udp", owners, names, proc)] == ["dgram", "dgram"]
+    assert [r[:14] for r in procnet.inet_rows("udp", owners, names, proc)] == [  # UDP: UNCONN, or ESTABLISHED when connected
         ("udp", "inet", "0.0.0.0", 53, None, None, "UNCONN", *owned(100, "srv", 7), 0, 0, None, 1000),
         ("udp", "inet", "127.0.0.1", 5353, "127.0.0.1", 53, "ESTABLISHED", *owned(100, "srv", 9), 0, 0, None, 1000),
     ]
@@ -120,7 +122,9 @@ def test_unix_rows(fake_proc):
     owners, _ = procnet.socket_owners(proc)
     me = os.getuid()  # the uid of the owner's /proc/PID: here the test's
     daemon = "a-very-long-name-daemon"
-    assert procnet.unix_rows(owners, procnet.ProcessNames(proc), proc) == [
+    unix = procnet.unix_rows(owners, procnet.ProcessNames(proc), proc)
+    assert all(r[-2] in ("stream", "dgram", "seqpacket") and isinstance(r[-1], int) for r in unix)
+    assert [r[:14] for r in unix] == [
         ("unix", "unix", "/run/my app.sock", None, None, None, "LISTEN", *owned(100, "srv", 8), None, None, None, me),
         ("unix", "unix", "/run/my app.sock", None, None, None, "ESTABLISHED", *owned(200, daemon, 3), None, None, None,
          me),

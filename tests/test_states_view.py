@@ -255,7 +255,7 @@ def test_text_table_empty_and_headerless():
 
 def test_row_keys_are_the_documented_ones():
     assert ROW_KEYS == ("proto", "family", "local_address", "local_port", "remote_address", "remote_port",
-                        "state", "pid", "process", "owners", "recv_q", "send_q", "timer", "uid")
+                        "state", "pid", "process", "owners", "recv_q", "send_q", "timer", "uid", "type", "inode")
 
 
 def test_align():

@@ -16,10 +16,11 @@ from sockdiag.core.portspec import format_hostport
 # recv_q/send_q: bytes queued (a LISTEN socket: recv_q is the accept queue; send_q its backlog
 # where the OS tells, None from /proc); timer: (name, seconds left) or None; uid: the socket's
 # owner user. None wherever the source does not say (psutil has no queues, timers or uids).
+# type: stream | dgram | seqpacket; inode: the kernel's socket inode (None where the OS does not say).
 ROW_KEYS = ("proto", "family", "local_address", "local_port", "remote_address", "remote_port",
-            "state", "pid", "process", "owners", "recv_q", "send_q", "timer", "uid")
+            "state", "pid", "process", "owners", "recv_q", "send_q", "timer", "uid", "type", "inode")
 (PROTO, FAMILY, LADDR, LPORT, RADDR, RPORT, STATE, PID, PROCESS, OWNERS, RECVQ, SENDQ, TIMER,
- UID) = range(len(ROW_KEYS))
+ UID, TYPE, INODE) = range(len(ROW_KEYS))
 # What identifies a socket from frame to frame (--watch): queues and timers change all the time.
 _IDENTITY = slice(0, RECVQ)
 PROTOS = ("tcp", "tcp6", "udp", "udp6", "unix")

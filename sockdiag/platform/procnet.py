@@ -198,6 +198,7 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
     queue_pairs: dict[str, tuple] = {}
     uid_numbers: dict[str, int] = {}
     listen = "0A" if tcp else None
+    kind = "stream" if tcp else "dgram"
     for line in lines:  # the hot loop at 20,000 sockets: keep it flat
         try:
             _, local, remote, st, queues, trw, _, uid, _, inode, _ = line.split(None, 10)
@@ -237,7 +238,7 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
             pid, name, owned = _owned(held, names)
         # A listener's tx_queue is 0, not its backlog (see the module docstring): send_q None.
         append((proto, family, lhost, lport, rhost, rport, states.get(st, st), pid, name, owned,
-                queue[0], None if st == listen else queue[1], timer, uid_number))
+                queue[0], None if st == listen else queue[1], timer, uid_number, kind, int(inode)))
     return rows
 
 
@@ -262,6 +263,10 @@ class ProcessUids:
             return uid
 
 
+# /proc/net/unix's Type column (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET)
+UNIX_TYPES = {"0001": "stream", "0002": "dgram", "0005": "seqpacket"}
+
+
 def unix_rows(owners: dict[str, tuple] | None, names, proc: str = PROC, uids=None) -> list[tuple]:
     """Rows of /proc/net/unix: one per socket, path as the local address (None when unnamed).
 
@@ -280,14 +285,15 @@ def unix_rows(owners: dict[str, tuple] | None, names, proc: str = PROC, uids=Non
         fields = line.split(None, 7)  # the path may contain spaces
         if len(fields) < 7:
             continue
-        flags, st, inode = fields[3], fields[5], fields[6]
+        flags, kind, st, inode = fields[3], fields[4], fields[5], fields[6]
         path = fields[7] if len(fields) == 8 else None
         if int(flags, 16) & _UNIX_ACCEPTCON:
             state = "LISTEN"
         else:
             state = "ESTABLISHED" if st == _UNIX_CONNECTED else "UNCONN"
         pid, name, owned = _owned(owner(inode), names)
-        rows.append(("unix", "unix", path, None, None, None, state, pid, name, owned, None, None, None, uids(pid)))
+        rows.append(("unix", "unix", path, None, None, None, state, pid, name, owned, None, None, None, uids(pid),
+                     UNIX_TYPES.get(kind, kind), int(inode)))
     return rows
 
 
@@ -328,5 +334,31 @@ def read_rows(protos, with_pids: bool = True, proc: str = PROC, pids=None, proce
         if table in protos:
             rows += inet_rows(table, owners, names, proc)
     if "unix" in protos:
-        rows += unix_rows(owners, names, proc)
+        netlinked = unix_rows_netlink(owners, names, proc) if proc == PROC else None
+        rows += netlinked if netlinked is not None else unix_rows(owners, names, proc)
     return rows, denied
+
+
+def unix_rows_netlink(owners: dict[str, tuple] | None, names, proc: str = PROC) -> list[tuple] | None:
+    """Unix sockets through sock_diag netlink (UNIX_DIAG): each name arrives with its length, so a
+    path holding a newline or \\x1c is exact, where /proc/net/unix prints names raw and a name
+    holding a newline forges a line. Names are shown by core.pathtext's lossless rule (@ for an
+    abstract name). None when netlink is not available (unix_rows' /proc reading is the fallback)."""
+    from sockdiag.core.pathtext import unix_name_text
+    from sockdiag.platform import netlink
+
+    try:
+        socks = netlink.unix_sockets()
+    except netlink.NetlinkUnavailable:
+        return None
+    owner = (owners or {}).get
+    uids = ProcessUids(proc)
+    rows = []
+    for s in socks:
+        pid, name, owned = _owned(owner(str(s.inode)), names)
+        path = unix_name_text(s.name) if s.name is not None else None
+        listening = s.state == "LISTEN"
+        rows.append(("unix", "unix", path, None, None, None, s.state, pid, name, owned, s.rqueue,
+                     s.wqueue if listening or s.wqueue else None, None, s.uid if s.uid is not None else uids(pid),
+                     s.type, s.inode))
+    return rows

@@ -115,6 +115,10 @@ def _state(conn, proto: str, remote) -> str:
     return "ESTABLISHED" if remote else "UNCONN"
 
 
+_SOCK_TYPES = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "dgram",
+               getattr(socket, "SOCK_SEQPACKET", -5): "seqpacket"}
+
+
 def _conn_row(conn, pid: int | None, names) -> tuple:
     """One psutil connection tuple -> a row tuple (ROW_KEYS order). TIME_WAIT has no PID: None.
     psutil tells no queues, timers or socket uid: None."""
@@ -126,7 +130,8 @@ def _conn_row(conn, pid: int | None, names) -> tuple:
     fd = conn.fd if getattr(conn, "fd", -1) not in (-1, None) else None
     owners = ((pid, name, fd),) if pid else ()
     return (proto, _FAMILIES.get(conn.family, str(conn.family)), local_ip, local_port,
-            remote_ip, remote_port, _state(conn, proto, remote_ip), pid, name, owners, None, None, None, None)
+            remote_ip, remote_port, _state(conn, proto, remote_ip), pid, name, owners, None, None, None, None,
+            _SOCK_TYPES.get(conn.type), None)
 
 
 def merge_owners(rows) -> list[tuple]:
