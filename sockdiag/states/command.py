@@ -9,7 +9,7 @@ functions in core.sockview.
 from __future__ import annotations
 
 from sockdiag.core import sockview
-from sockdiag.core.sockview import LPORT, PID, STATE
+from sockdiag.core.sockview import LPORT, PID, PROTO, STATE
 from sockdiag.platform import socktable
 from sockdiag.platform.socktable import collect
 
@@ -31,6 +31,7 @@ class _Query:
                         "pid": args.pid, "process": args.process, "sport": args.sport, "dport": args.dport,
                         "src": args.src, "dst": args.dst, "uid": args.uid}
         self.layout = {"all_owners": args.owners, "timers": args.timers}
+        self.info = args.info
         self.sort = args.sort
         self.summary = args.summary
         self.output = args.output
@@ -71,6 +72,8 @@ def run(args, env) -> int:
     if query.summary:
         rows = _with_close_wait_owners(query, rows)
         _write(env, _summary_lines(rows, listening, query.output, args.close_wait_threshold))
+    elif query.info:
+        _write(env, _info_lines(rows, query.output, _tcp_info(env), layout=query.layout))
     else:
         _write(env, _table_lines(rows, query.output, layout=query.layout))
     return ExitStatus.OK
@@ -90,6 +93,68 @@ def _table_lines(rows: list[tuple], output: str, header: bool = True, layout=Non
     if output == "json":
         return [render.json_line(sockview.row_dict(row), ROW_KEYS) for row in rows]
     return render.csv_lines(map(sockview.row_csv, rows), ROW_KEYS, header)
+
+
+INFO_KEYS = ("rtt_ms", "rttvar_ms", "rto_ms", "min_rtt_ms", "mss", "cwnd", "ssthresh", "unacked", "lost",
+             "retrans", "total_retrans", "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans")
+
+
+def _tcp_info(env) -> dict:
+    """inode -> TcpInfo of every TCP socket (sock_diag INET_DIAG); {} where not available."""
+    from sockdiag.platform import netlink
+
+    try:
+        return {s.inode: s.info for s in netlink.tcp_sockets(with_info=True) if s.inode and s.info is not None}
+    except netlink.NetlinkUnavailable:
+        env.warn("-i: TCP internals are not available on this system (they come from Linux sock_diag)")
+        return {}
+
+
+def _info_json(info) -> dict | None:
+    if info is None:
+        return None
+    return dict(zip(INFO_KEYS, (info.rtt_ms, info.rttvar_ms, info.rto_ms, info.min_rtt_ms, info.snd_mss,
+                                info.snd_cwnd, info.snd_ssthresh, info.unacked, info.lost, info.retrans,
+                                info.total_retrans, info.bytes_acked, info.bytes_received, info.bytes_sent,
+                                info.bytes_retrans)))
+
+
+def _info_text(info) -> str:
+    """The ss -i style line under a socket: rtt:avg/var cwnd ssthresh retrans bytes."""
+    def num(value, unit=""):
+        return "-" if value is None else (f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}")
+
+    return (f"        rtt:{num(info.rtt_ms)}/{num(info.rttvar_ms)} ms cwnd:{num(info.snd_cwnd)} "
+            f"ssthresh:{num(info.snd_ssthresh)} retrans:{num(info.retrans)}/{num(info.total_retrans)} "
+            f"bytes_acked:{num(info.bytes_acked)} bytes_received:{num(info.bytes_received)}")
+
+
+def _info_lines(rows: list[tuple], output: str, infos: dict, layout=None) -> list[str]:
+    """states -i: each TCP row with its tcp_info (a line under it, or JSON "tcp_info")."""
+    from sockdiag.core.sockview import INODE
+
+    if output == "text":
+        lines = sockview.text_lines(rows, True, **(layout or {}))
+        out = lines[:1]
+        for row, line in zip(rows, lines[1:]):
+            out.append(line)
+            info = infos.get(row[INODE]) if row[PROTO].startswith("tcp") and row[STATE] != "LISTEN" else None
+            if info is not None:
+                out.append(_info_text(info))
+        return out
+    from sockdiag.core import render
+
+    keys = ROW_KEYS + ("tcp_info",)
+    if output == "json":
+        return [render.json_line(dict(sockview.row_dict(row), tcp_info=_info_json(infos.get(row[INODE]))), keys)
+                for row in rows]
+    flat = []
+    for row in rows:
+        d = sockview.row_csv(row)
+        info = infos.get(row[INODE])
+        d["tcp_info"] = None if info is None else _info_text(info).strip()
+        flat.append(d)
+    return render.csv_lines(flat, keys, True)
 
 
 def _with_close_wait_owners(query, rows: list[tuple]) -> list[tuple]:

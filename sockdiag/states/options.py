@@ -89,6 +89,10 @@ def add_states(sub) -> None:
                    help="list every process holding each socket in the Process column, as ss -p: "
                         "users:((\"nginx\",pid=1,fd=6),...); without it PID shows the first owner "
                         "and +N when N more share the socket (a forked or prefork server)")
+    p.add_argument("-i", "--info", action="store_true",
+                   help="TCP internals per socket, as ss -i: rtt/rttvar, cwnd, ssthresh, retransmits, bytes "
+                        "acked/received (Linux: sock_diag netlink; elsewhere not available); JSON adds "
+                        "\"tcp_info\"")
     p.add_argument("--timers", action="store_true",
                    help="a Timer column: on (retransmit), keepalive, timewait or persist, and the seconds "
                         "left (ss -o; Linux only, '-' elsewhere); JSON always has \"timer\"")
