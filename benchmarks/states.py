@@ -89,6 +89,10 @@ def main() -> int:
         "lsof -nP -iTCP": ["lsof", "-nP", "-iTCP"],
         "sockdiag states -t --summary": sockdiag + ["states", "-t", "--summary"],
         "sockdiag states -t -o json": sockdiag + ["states", "-t", "-o", "json"],
+        # issue 13: TCP internals (sock_diag) against ss -tani, and the Prometheus summary.
+        "sockdiag states -ti": sockdiag + ["states", "-ti"],
+        "ss -tani": ["ss", "-tani"],
+        "sockdiag states --summary -o prometheus": sockdiag + ["states", "--summary", "-o", "prometheus"],
         # Not a bar: what psutil's generic Linux path costs for the same table (why procnet exists).
         "psutil.net_connections('tcp')": [sys.executable, "-c", "import psutil; psutil.net_connections('tcp')"],
     }
@@ -128,6 +132,14 @@ def main() -> int:
         bars.append(("states -t faster than netstat -tanp", ours < netstat, ratio(ours, netstat)))
     bars.append(("peak RSS < 96 MiB", peak < 96, f"{peak:.1f} MiB"))
     bars.append(("--summary no slower than the listing", summary <= ours, ratio(summary, ours)))
+    # issue 13's bars (every owner and the queues are in states -t now)
+    bars.append(("issue 13: states -t <= 0.8x ss -tanp", ss > 0 and ours <= 0.8 * ss, ratio(ours, ss)))
+    if "ss -tani" in times and "sockdiag states -ti" in times:
+        tani, ti = median(times["ss -tani"]), median(times["sockdiag states -ti"])
+        bars.append(("issue 13: states -ti <= 1.0x ss -tani", ti <= tani, ratio(ti, tani)))
+    prom = median(times["sockdiag states --summary -o prometheus"])
+    bars.append(("issue 13: --summary -o prometheus <= 0.5x ss -tanp", prom <= 0.5 * ss, ratio(prom, ss)))
+    bars.append(("issue 13: peak RSS < 64 MiB", peak < 64, f"{peak:.1f} MiB"))
     print()
     for name, ok, figure in bars:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {figure}")
