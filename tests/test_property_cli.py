@@ -597,7 +597,8 @@ def _check_probe(args) -> list[str]:
     """Probe lines run only against loopback, a few hundred attempts, no foreign port."""
     try:
         specs = parse_targets(args.host, args.family, args.force)
-        ports = parse_ports(args.ports, lambda name: platform.service_port(name, "udp" if args.udp else "tcp"))
+        spec = args.ports if isinstance(args.ports, str) else ("-" if "-" in args.ports else ",".join(args.ports))
+        ports = parse_ports(spec, lambda name: platform.service_port(name, "udp" if args.udp else "tcp"))
     except SockdiagError:  # a usage error: probe stops before it resolves or scans anything
         return []
     except Exception:  # noqa: BLE001 - a bug (test_probe_targets owns those) or a changed API: not run
@@ -800,3 +801,11 @@ def test_probe_unresolved_names_stay_within_two_lines(argv):
     result = run_guarded([*argv, "-w", "0.05"])
     assert result.status in DOCUMENTED_STATUSES and "Traceback" not in result.err
     assert len(result.err.splitlines()) <= 2, result.err
+
+
+def test_plan_bounds_a_slow_rate_with_several_port_specs():
+    """Found in CI: with PORTS a list (probe HOST 80 443), the plan computed no attempts and let
+    `--rate 1` over 64 ports run for a minute into the watchdog."""
+    argv, _interrupt, _client = plan(["probe", "--rate", "1", "--", "127.0.0.1", "1-32", "33-64"])
+    args = preparse(argv)
+    assert args.rate > 1

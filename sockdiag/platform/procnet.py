@@ -187,16 +187,18 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
         return []
     decode = decode_ipv6 if v6 else decode_ipv4
     width = 32 if v6 else 8
-    hosts: dict[str, str] = {}
     tcp = proto.startswith("tcp")
     states = TCP_STATES if tcp else UDP_STATES
     owner = (owners or {}).get
     hz = hz or clock_ticks(proc)
     rows = []
     append = rows.append
-    # Queue pairs and uids repeat (most sockets show 00000000:00000000): parsed once per text.
+    # Endpoints, queue pairs, uids and process names repeat (a server's 10,000 connections share
+    # its local endpoint; most queues read 00000000:00000000): each is decoded once per table.
+    endpoints: dict[str, tuple] = {"00000000:0000": (None, None), "0" * 32 + ":0000": (None, None)}
     queue_pairs: dict[str, tuple] = {}
     uid_numbers: dict[str, int] = {}
+    name_of: dict[int, str | None] = {}
     listen = "0A" if tcp else None
     kind = "stream" if tcp else "dgram"
     for line in lines:  # the hot loop at 20,000 sockets: keep it flat
@@ -207,18 +209,14 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
             if len(fields) < 10:
                 continue
             _, local, remote, st, queues, trw, _, uid, _, inode = fields[:10]
-        lport = int(local[width + 1:], 16)
-        rport = int(remote[width + 1:], 16)
-        if lport:
-            lhex = local[:width]
-            lhost = hosts.get(lhex) or hosts.setdefault(lhex, decode(lhex))
-        else:
-            lhost = lport = None
-        if rport:
-            rhex = remote[:width]
-            rhost = hosts.get(rhex) or hosts.setdefault(rhex, decode(rhex))
-        else:
-            rhost = rport = None
+        lend = endpoints.get(local)
+        if lend is None:
+            port = int(local[width + 1:], 16)
+            lend = endpoints[local] = (decode(local[:width]), port) if port else (None, None)
+        rend = endpoints.get(remote)
+        if rend is None:
+            port = int(remote[width + 1:], 16)
+            rend = endpoints[remote] = (decode(remote[:width]), port) if port else (None, None)
         queue = queue_pairs.get(queues)
         if queue is None:  # (recv_q, send_q) from "tx_queue:rx_queue"
             queue = queue_pairs[queues] = (int(queues[9:], 16), int(queues[:8], 16))
@@ -232,12 +230,15 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
             owned = ()
         elif len(held) == 1:
             pid, fd = held[0]
-            name = names(pid)
+            if pid in name_of:
+                name = name_of[pid]
+            else:
+                name = name_of[pid] = names(pid)
             owned = ((pid, name, fd),)
         else:
             pid, name, owned = _owned(held, names)
         # A listener's tx_queue is 0, not its backlog (see the module docstring): send_q None.
-        append((proto, family, lhost, lport, rhost, rport, states.get(st, st), pid, name, owned,
+        append((proto, family, lend[0], lend[1], rend[0], rend[1], states.get(st, st), pid, name, owned,
                 queue[0], None if st == listen else queue[1], timer, uid_number, kind, int(inode)))
     return rows
 
