@@ -7,98 +7,23 @@ Linux TIME_WAIT timers); the reasoning and the reports are pure, in core.bindver
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sockdiag import platform
 from sockdiag.core import render
-from sockdiag.core.bindverdict import (CONTEXT_SYSCTLS, JSON_KEYS, Target, _ip_key, _result, csv_report, decide,
+from sockdiag.core.bindverdict import (CONTEXT_SYSCTLS, JSON_KEYS, _result, csv_report, decide,
                                   holder_pids, linux_context, parse_proc_net_tcp, row_timer, select_holders, text_report,
                                   time_wait_timers)
-from sockdiag.core.errors import PermissionFailure, SockdiagError, UsageError
-from sockdiag.platform.errnos import from_oserror
+from sockdiag.core.errors import UsageError
 from sockdiag.core.portspec import format_hostport
 from sockdiag.core.status import ExitStatus
+from sockdiag.net.binds import resolve_target, run_attempts
 
 # --- I/O ----------------------------------------------------------------------------------------
-
-def resolve_target(bind: str | None, udp: bool = False) -> Target:
-    """The address to bind: all interfaces by default (dual-stack '::' where the OS can, as
-    `sockdiag listen` binds, else 0.0.0.0), or -b ADDR (a literal, or a name resolved once)."""
-    if bind is None:
-        if platform.dualstack_supported():
-            return Target("::", socket.AF_INET6, True, 0, ":: (all interfaces, IPv4 and IPv6: dual-stack, "
-                                                          "as 'sockdiag listen' binds)")
-        return Target("0.0.0.0", socket.AF_INET, False, 0, "0.0.0.0 (all IPv4 interfaces)")
-    text = bind.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    if not text:
-        raise UsageError("empty address for -b")
-    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    try:
-        infos = socket.getaddrinfo(text, None, socket.AF_UNSPEC, kind, 0, socket.AI_PASSIVE | socket.AI_NUMERICHOST)
-    except (socket.gaierror, UnicodeError):
-        try:
-            infos = socket.getaddrinfo(text, None, socket.AF_UNSPEC, kind, 0, socket.AI_PASSIVE)
-        except socket.gaierror as exc:
-            raise SockdiagError(f"resolve {text}: {platform.describe_gaierror(exc)}") from None
-        except UnicodeError:
-            raise UsageError(f"not a valid host name: {text!r}") from None
-    family, _, _, _, sockaddr = infos[0]
-    address = sockaddr[0]
-    scope = sockaddr[3] if family == socket.AF_INET6 else 0
-    dualstack = family == socket.AF_INET6 and _ip_key(address) == ipaddress.IPv6Address("::") \
-        and platform.dualstack_supported()
-    label = address if address == text else f"{address} ({text})"
-    if dualstack:
-        label += " (all interfaces, IPv4 and IPv6: dual-stack)"
-    elif address == "0.0.0.0":
-        label += " (all IPv4 interfaces)"
-    return Target(address, family, dualstack, scope, label)
-
-
-def _sockaddr(target: Target, port: int) -> tuple:
-    if target.family == socket.AF_INET6:
-        return (target.address, port, 0, target.scope_id)
-    return (target.address, port)
-
-
-def try_bind(target: Target, port: int, sock_type: int, option: str) -> dict:
-    """Bind a throw-away socket with `option`, close it at once: {option, ok, errno}. Never listens."""
-    try:
-        sock = socket.socket(target.family, sock_type)
-    except OSError as exc:
-        name = platform.errno_name(exc.errno) if exc.errno else ""
-        if name in ("EACCES", "EPERM"):
-            raise PermissionFailure(f"not permitted to create a socket: {platform.describe(exc.errno)}") \
-                from None
-        raise from_oserror(f"socket for {target.address}", exc) from None
-    with sock:
-        try:
-            if target.dualstack:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            platform.set_bind_option(sock, option)
-            sock.bind(_sockaddr(target, port))
-        except OSError as exc:
-            return {"option": option, "ok": False,
-                    "errno": platform.errno_name(exc.errno) if exc.errno else type(exc).__name__}
-    return {"option": option, "ok": True, "errno": None}
-
-
-def run_attempts(target: Target, port: int, udp: bool, options: Sequence[str], bind=try_bind) -> list[dict]:
-    """Every bind variant in turn. On UDP, when the plain bind meets a holder, the reuse variants are
-    not tried: a UDP socket joins the port at bind() and could take datagrams meant for the holder."""
-    sock_type = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    attempts = [bind(target, port, sock_type, options[0])]
-    for option in options[1:]:
-        if udp and not attempts[0]["ok"]:
-            attempts.append({"option": option, "ok": None, "errno": None})
-        else:
-            attempts.append(bind(target, port, sock_type, option))
-    return attempts
+# The throw-away binds (resolve_target, try_bind, run_attempts) live in net.binds, shared with
+# `wait --bindable`.
 
 
 def _read_rows(udp: bool) -> list[dict] | None:
