@@ -84,3 +84,12 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def udp_peer():
+    """A UDP socket on 127.0.0.1 owned by the test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(20)  # test_relay_support.TIMEOUT
+        yield sock

@@ -74,8 +74,8 @@ class Proc:
 class ThreadedMain:
     """main(argv, env) in a thread with BytesIO streams; port() reads the -v listening line."""
 
-    def __init__(self, argv: list[str], stdin: bytes = b"", **flags):
-        self.env = make_env(stdin, **flags)
+    def __init__(self, argv: list[str], stdin: bytes = b"", env=None, **flags):
+        self.env = env if env is not None else make_env(stdin, **flags)
         self.status: int | None = None
         self.thread = threading.Thread(target=self._run, args=(argv,), daemon=True)
         self.thread.start()
@@ -151,3 +151,76 @@ def recv_exactly(conn: socket.socket, size: int) -> bytes:
         chunks.append(data)
         have += len(data)
     return b"".join(chunks)
+
+
+class Background:
+    """A program in the background; threads collect its stdout and stderr as they come, so a test
+    can wait on what it said. Killed on leaving the `with` block if still running. Subclasses set
+    the timeouts (how long wait() waits, how long reader threads get to finish)."""
+
+    wait_timeout: float = TIMEOUT
+    join_timeout: float = TIMEOUT
+
+    def __init__(self, argv: list[str], stdin=subprocess.DEVNULL, env: dict | None = None):
+        self.argv = argv
+        self.popen = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self._out, self._err = bytearray(), bytearray()
+        self._extra_threads: list[threading.Thread] = []
+        self._readers = [threading.Thread(target=self._collect, args=(stream, buf), daemon=True)
+                         for stream, buf in ((self.popen.stdout, self._out), (self.popen.stderr, self._err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(stream, buf: bytearray) -> None:
+        while data := stream.read1(65536):
+            buf += data
+
+    @property
+    def out(self) -> bytes:
+        return bytes(self._out)
+
+    @property
+    def err(self) -> str:
+        return bytes(self._err).decode("utf-8", "replace")
+
+    def write(self, data: bytes) -> None:
+        """A little to stdin (less than a pipe holds, so it never blocks)."""
+        self.popen.stdin.write(data)
+        self.popen.stdin.flush()
+
+    def close_stdin(self) -> None:
+        self.popen.stdin.close()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status, or None (and the program killed) when it has not ended in time."""
+        try:
+            status = self.popen.wait(self.wait_timeout if timeout is None else timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            status = None
+        for thread in [*self._readers, *self._extra_threads]:
+            thread.join(self.join_timeout)
+        return status
+
+    def interrupt(self) -> int | None:
+        """Ctrl-C, as a user ends a server."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+        return self.wait()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(self.join_timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            try:
+                self.popen.stdin.close()
+            except BrokenPipeError:
+                pass

@@ -5,19 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 
-import pytest
 
 from sockdiag.core.status import ExitStatus
 from tests.test_relay_support import TIMEOUT, ThreadedMain
-
-
-@pytest.fixture
-def udp_peer():
-    """A UDP socket on 127.0.0.1 owned by the test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(TIMEOUT)
-        yield sock
 
 
 def _free_udp_port() -> int:

@@ -17,20 +17,10 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from sockdiag.cli import main
 from sockdiag.core.status import ExitStatus
 from sockdiag.env import Env
 from tests.conftest import has_ipv6_loopback, wait_until
 from tests.test_relay_support import TIMEOUT, ThreadedMain, module_env
-
-
-@pytest.fixture
-def udp_peer():
-    """A UDP socket on 127.0.0.1 owned by the test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(TIMEOUT)
-        yield sock
 
 
 def _received(sock: socket.socket, count: int) -> list[bytes]:
@@ -48,7 +38,7 @@ def _nothing_queued(sock: socket.socket) -> bool:
     return False
 
 
-class PipedMain:
+class PipedMain(ThreadedMain):
     """main(argv, env) in a thread whose stdin is a pipe the test writes and closes: the test
     says when stdin ends (after the replies it waits for), so --wait never races them."""
 
@@ -56,21 +46,7 @@ class PipedMain:
         read_fd, write_fd = os.pipe()
         self.stdin = os.fdopen(write_fd, "wb", buffering=0)
         self._reader = os.fdopen(read_fd, "rb")
-        self.env = Env(stdin=self._reader, stdout=io.BytesIO(), stderr=io.BytesIO())
-        self.status: int | None = None
-        self.thread = threading.Thread(target=self._run, args=(argv,), daemon=True)
-        self.thread.start()
-
-    def _run(self, argv) -> None:
-        self.status = main(argv, self.env)
-
-    @property
-    def out(self) -> bytes:
-        return self.env.stdout.getvalue()
-
-    @property
-    def err(self) -> str:
-        return self.env.stderr.getvalue().decode("utf-8", "replace")
+        super().__init__(argv, env=Env(stdin=self._reader, stdout=io.BytesIO(), stderr=io.BytesIO()))
 
     def wait_out(self, expected: bytes) -> None:
         wait_until(lambda: self.out == expected or not self.thread.is_alive(), timeout=TIMEOUT)

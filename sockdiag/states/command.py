@@ -38,10 +38,12 @@ class _Query:
         # The summary needs no owners unless it filters by them: it skips the /proc/*/fd walk.
         self.with_pids = not args.summary or args.pid is not None or args.process is not None
 
-    def snapshot(self, collect_rows=collect) -> tuple[list[tuple], list[str], frozenset]:
-        """(selected rows, warnings, listening ports before filtering)."""
+    def snapshot(self, collect_rows=collect, with_pids: bool | None = None) -> tuple[list[tuple], list[str], frozenset]:
+        """(selected rows, warnings, listening ports before filtering). `with_pids` overrides the
+        query's choice for one reading."""
+        with_pids = self.with_pids if with_pids is None else with_pids
         extra = {"with_uids": True} if self.filters["uid"] is not None else {}
-        snap = collect_rows(self.protos, self.with_pids, pid=self.filters["pid"], process=self.filters["process"],
+        snap = collect_rows(self.protos, with_pids, pid=self.filters["pid"], process=self.filters["process"],
                             **extra)
         rows, warnings = snap.rows, list(snap.warnings)
         listening = frozenset(r[LPORT] for r in rows if r[STATE] == "LISTEN") if self.summary else frozenset()
@@ -49,7 +51,7 @@ class _Query:
         if self.sort:
             rows = sockview.sort_rows(rows, self.sort)
         # Like netstat -p: say why some PIDs are '-', but only if a listed socket could have one.
-        if snap.uninspected and self.with_pids and any(r[PID] is None and r[STATE] not in _UNOWNED for r in rows):
+        if snap.uninspected and with_pids and any(r[PID] is None and r[STATE] not in _UNOWNED for r in rows):
             warnings.append(f"{snap.uninspected} processes could not be inspected (their /proc/PID/fd is not "
                             f"readable), so their sockets show PID '-'; {socktable.socket_table_denied_hint()}")
         return rows, warnings, listening
@@ -162,11 +164,7 @@ def _with_close_wait_owners(query, rows: list[tuple]) -> list[tuple]:
     sockets are diagnosed per process: read them again with owners only when there are some."""
     if query.with_pids or not any(r[STATE] == "CLOSE_WAIT" for r in rows):
         return rows
-    query.with_pids = True
-    try:
-        return query.snapshot()[0]
-    finally:
-        query.with_pids = False
+    return query.snapshot(with_pids=True)[0]
 
 
 def _summary_lines(rows: list[tuple], listening: frozenset, output: str, close_wait_threshold: int = 10) -> list[str]:

@@ -13,7 +13,6 @@ import functools
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import psutil
 import pytest
 
 from tests.conftest import has_ipv6_loopback, wait_until
-from tests.test_relay_support import module_env
+from tests.test_relay_support import Background, module_env
 
 SOCKDIAG, NC, NCAT = "sockdiag", "nc", "ncat"
 RUN_TIMEOUT = 10  # seconds a one-shot run may take before it counts as hung and is killed
@@ -129,33 +128,14 @@ def run(argv: list[str], stdin: bytes = b"", timeout: float = RUN_TIMEOUT) -> Ra
 
 # --- background runs ------------------------------------------------------------------------------
 
-class Running:
-    """A tool running in the background; threads collect stdout and stderr as they come, so the
-    test can wait on what the tool said. Killed on leaving the `with` block if still running."""
+class Running(Background):
+    """A tool running in the background (see Background), with sockdiag's or the peer's port."""
+
+    wait_timeout = RUN_TIMEOUT
+    join_timeout = WAIT
 
     def __init__(self, argv: list[str], stdin=subprocess.DEVNULL):
-        self.argv = argv
-        self.popen = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=_env(argv))
-        self._out, self._err = bytearray(), bytearray()
-        self._feeder: threading.Thread | None = None
-        self._readers = [threading.Thread(target=self._collect, args=(stream, buf), daemon=True)
-                         for stream, buf in ((self.popen.stdout, self._out), (self.popen.stderr, self._err))]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _collect(stream, buf: bytearray) -> None:
-        while data := stream.read1(65536):
-            buf += data
-
-    @property
-    def out(self) -> bytes:
-        return bytes(self._out)
-
-    @property
-    def err(self) -> str:
-        return bytes(self._err).decode("utf-8", "replace")
+        super().__init__(argv, stdin, env=_env(argv))
 
     def port(self, kind: str = "tcp") -> int:
         """The port the tool listens on. sockdiag says it (`listening on HOST:PORT` with -v);
@@ -170,11 +150,7 @@ class Running:
 
     def send(self, data: bytes) -> None:
         """Write a little to stdin (less than a pipe holds, so it never blocks)."""
-        self.popen.stdin.write(data)
-        self.popen.stdin.flush()
-
-    def close_stdin(self) -> None:
-        self.popen.stdin.close()
+        self.write(data)
 
     def feed(self, data: bytes) -> None:
         """Write `data` to stdin, then close it, from a thread: a tool that stops reading its stdin
@@ -186,42 +162,9 @@ class Running:
             except (BrokenPipeError, ValueError):
                 pass  # the tool is gone (or was killed and its stdin closed)
 
-        self._feeder = threading.Thread(target=write, daemon=True)
-        self._feeder.start()
-
-    def wait(self, timeout: float = RUN_TIMEOUT) -> int | None:
-        """The exit status, or None (and the process killed) when it has not ended in time."""
-        try:
-            status = self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            status = None
-        for thread in [*self._readers, self._feeder]:
-            if thread is not None:
-                thread.join(WAIT)
-        return status
-
-    def interrupt(self) -> int | None:
-        """Ctrl-C, as a user ends a server."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-        return self.wait()
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(WAIT)
-
-    def __enter__(self) -> "Running":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.kill()
-        if self.popen.stdin is not None and not self.popen.stdin.closed:
-            try:
-                self.popen.stdin.close()
-            except BrokenPipeError:
-                pass
+        feeder = threading.Thread(target=write, daemon=True)
+        self._extra_threads.append(feeder)
+        feeder.start()
 
 
 def _bound_port(pid: int, kind: str) -> int | None:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.conftest import ROOT, has_ipv6_loopback, wait_until
-from tests.test_relay_support import module_env
+from tests.test_relay_support import Background, module_env
 
 PEERS = Path(__file__).resolve().parent
 README = ROOT / "README.md"
@@ -56,72 +54,11 @@ def documented(line: str, host: str, port: int) -> list[str]:
 
 # --- running programs -------------------------------------------------------------------------------
 
-class Program:
-    """A program in the background; threads collect its stdout and stderr as they come. Killed
-    on leaving the `with` block if still running."""
+class Program(Background):
+    """A program in the background (see Background)."""
 
-    def __init__(self, argv: list[str], stdin=subprocess.DEVNULL, env: dict | None = None):
-        self.popen = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        self._out, self._err = bytearray(), bytearray()
-        self._readers = [threading.Thread(target=self._collect, args=(stream, buf), daemon=True)
-                         for stream, buf in ((self.popen.stdout, self._out), (self.popen.stderr, self._err))]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _collect(stream, buf: bytearray) -> None:
-        while data := stream.read1(65536):
-            buf += data
-
-    @property
-    def out(self) -> bytes:
-        return bytes(self._out)
-
-    @property
-    def err(self) -> str:
-        return bytes(self._err).decode("utf-8", "replace")
-
-    def write(self, data: bytes) -> None:
-        """A little to stdin (less than a pipe holds, so it never blocks)."""
-        self.popen.stdin.write(data)
-        self.popen.stdin.flush()
-
-    def close_stdin(self) -> None:
-        self.popen.stdin.close()
-
-    def wait(self, timeout: float = TIMEOUT) -> int | None:
-        """The exit status, or None (and the program killed) when it has not ended in time."""
-        try:
-            status = self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            status = None
-        for reader in self._readers:
-            reader.join(TIMEOUT)
-        return status
-
-    def interrupt(self) -> int | None:
-        """Ctrl-C, as a user ends a server."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-        return self.wait()
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(TIMEOUT)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.kill()
-        if self.popen.stdin is not None and not self.popen.stdin.closed:
-            try:
-                self.popen.stdin.close()
-            except BrokenPipeError:
-                pass
-
+    wait_timeout = TIMEOUT
+    join_timeout = TIMEOUT
 
 class TutorialServer(Program):
     """`python tests/tutorial/NAME PORT HOST ARGS...` with port 0; port() reads the one it printed."""
