@@ -102,15 +102,23 @@ def exec_command(args) -> list[str] | str | None:
         return platform.shell_argv(args.sh_exec)
     if not args.exec_cmd:
         return None
+    return command_argv("--exec", args.exec_cmd)
+
+
+def command_argv(option: str, command: str) -> list[str] | str:
+    """CMD of --exec or --exec-each, split without a shell and checked before listening: an
+    empty or missing command is a usage error now, not a surprise per connection."""
+    if not command.strip():
+        raise UsageError(f"{option}: empty command")
     try:
-        argv = platform.split_command(args.exec_cmd)
+        argv = platform.split_command(command)
     except ValueError as exc:
-        raise UsageError(f"--exec {args.exec_cmd!r}: {exc}") from None
+        raise UsageError(f"{option} {command!r}: {exc}") from None
     if isinstance(argv, list):
         if not argv:
-            raise UsageError("--exec: empty command")
+            raise UsageError(f"{option}: empty command")
         if shutil.which(argv[0]) is None:
-            raise UsageError(f"--exec: command not found: {argv[0]}")
+            raise UsageError(f"{option}: command not found: {argv[0]}")
     return argv
 
 

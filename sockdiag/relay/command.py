@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import socket
 
-from sockdiag import platform
 from sockdiag.core.errors import UsageError
 from sockdiag.core.framing import DEFAULT_HEADER, FrameSpec
 from sockdiag.core.portspec import format_hostport
 from sockdiag.relay.stream import StreamOptions, relay
-from sockdiag.relay.access import AccessList, check_exec_safety, exec_command
+from sockdiag.relay.access import AccessList, check_exec_safety, command_argv, exec_command
 from sockdiag.relay.endpoints import connect_tcp, listen_candidates, open_listener
 from sockdiag.relay.servers import ServerConfig, accept_one, serve
 from sockdiag.core.status import ExitStatus
@@ -86,7 +85,7 @@ def _serve(listener: socket.socket, env, args, acl, command) -> int:
     if args.exec_each is not None or (spec is not None and spec.is_dialogue):
         from sockdiag.relay.dialogue import EachCommand, serve_dialogues
 
-        each = EachCommand(_each_argv(args.exec_each), args.exec_stderr) if args.exec_each is not None else None
+        each = EachCommand(command_argv("--exec-each", args.exec_each), args.exec_stderr) if args.exec_each is not None else None
         return serve_dialogues(listener, env, spec or FrameSpec(direction="none", max_frame=args.max_frame), acl,
                                keep_open=args.keep_open, max_clients=args.max_clients,
                                idle=args.idle_timeout, command=each, accept_timeout=args.timeout)
@@ -227,21 +226,6 @@ def frame_spec(args) -> FrameSpec | None:
         return None
     return FrameSpec(args.max_frame, args.frame_header or DEFAULT_HEADER, args.frame_mode or "length",
                      args.frame_dir or "both", args.ack or b"ok")
-
-
-def _each_argv(command: str):
-    if not command.strip():
-        raise UsageError("--exec-each: empty command")
-    try:
-        argv = platform.split_command(command)
-    except ValueError as exc:
-        raise UsageError(f"--exec-each {command!r}: {exc}") from None
-    if isinstance(argv, list):
-        import shutil
-
-        if shutil.which(argv[0]) is None:
-            raise UsageError(f"--exec-each: command not found: {argv[0]}")
-    return argv
 
 
 def _check_common(args) -> None:
