@@ -20,6 +20,7 @@ tutorial programs read (they loop on recv(1024) and treat each read as one messa
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -227,8 +228,6 @@ class EachCommand:
         self._lock = threading.Lock()
 
     def run(self, message: bytes, extra_env: dict) -> bytes:
-        import os
-
         proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT if self.with_stderr else None,
                                 env=dict(os.environ, **extra_env), **platform.child_group_options())
@@ -257,7 +256,7 @@ def answer(dialogue: Dialogue, env, command: EachCommand | None, extra_env: dict
         if command is not None:
             dialogue.send(command.run(message, extra_env))
             continue
-        env.write(message if dialogue.spec.reads_frames else message)
+        env.write(message)
         env.flush()
         reply = next(replies, None)
         if reply is None:
