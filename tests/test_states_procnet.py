@@ -171,7 +171,7 @@ def test_unreadable_fd_directories_are_counted(fake_proc, monkeypatch):
 
     monkeypatch.setattr(procnet.os, "open", deny_200)
     owners, uninspected = procnet.socket_owners(str(fake_proc))
-    assert uninspected == 1 and "1007" not in owners and owners["1001"] == ((100, 3),)
+    assert uninspected == 1 and 1007 not in owners and owners[1001] == ((100, 3),)
 
 
 def test_shared_socket_lists_every_process(tmp_path):
@@ -180,7 +180,7 @@ def test_shared_socket_lists_every_process(tmp_path):
         os.symlink("socket:[5]", tmp_path / str(pid) / "fd" / str(fd))
     owners, _ = procnet.socket_owners(str(tmp_path))
     order = [int(name) for name in os.listdir(tmp_path)]
-    assert owners["5"] == tuple(sorted([(10, 3), (20, 6)], key=lambda o: order.index(o[0])))
+    assert owners[5] == tuple(sorted([(10, 3), (20, 6)], key=lambda o: order.index(o[0])))
 
 
 def test_parent_pid_reads_stat_past_a_name_with_parentheses(tmp_path):

@@ -143,10 +143,12 @@ def listening_ports(rows: Iterable[sockview.Row]) -> frozenset:
 def _outbound(rows: Iterable[sockview.Row], span: PortRange | None, listening: frozenset) -> list[sockview.Row]:
     """TCP connections this host opened: a remote end, a local port from the range (any, when the
     range is unknown) that no listener owns, and not a server-side state."""
+    any_port = span is None
+    low, high = (0, 0) if span is None else span  # compared inline: PortRange.__contains__ per row is slow
     return [r for r in rows
             if r[PROTO] in TCP_PROTOS and r[RADDR] is not None and r[RPORT] is not None
             and r[STATE] not in _NOT_OUTBOUND and r[LPORT] not in listening
-            and (span is None or r[LPORT] in span)]
+            and (any_port or (r[LPORT] is not None and low <= r[LPORT] <= high))]
 
 
 # --- findings -----------------------------------------------------------------------------------
@@ -170,11 +172,15 @@ def outbound_destinations(rows: Iterable[sockview.Row], port_range: str | PortRa
     per_source: dict[tuple, dict[str | None, set]] = defaultdict(lambda: defaultdict(set))
     sockets: Counter = Counter()
     time_wait: Counter = Counter()
+    normal: dict = {}  # normalize_address, without lru_cache's call per row
     for r in _outbound(rows, span, ports):
-        key = (normalize_address(r[RADDR]), r[RPORT])
-        per_source[key][normalize_address(r[LADDR])].add(r[LPORT])
+        remote, local = r[RADDR], r[LADDR]
+        key = (normal[remote] if remote in normal else normal.setdefault(remote, normalize_address(remote)), r[RPORT])
+        source = normal[local] if local in normal else normal.setdefault(local, normalize_address(local))
+        per_source[key][source].add(r[LPORT])
         sockets[key] += 1
-        time_wait[key] += r[STATE] == "TIME_WAIT"
+        if r[STATE] == "TIME_WAIT":
+            time_wait[key] += 1
     out = []
     for key, sources in per_source.items():
         used = max(len(p) for p in sources.values())

@@ -6,6 +6,12 @@ psutil path in states.py, so the two can be compared in tests. Why it exists: at
 psutil's generic path (plus its 18 ms import) took about twice as long as `ss -tanp`, which this
 path matches (benchmarks/states.py). platform.socket_table_source() decides when it is used.
 
+Two things make it faster than ss at 20,000 sockets (benchmarks/states.py): TCP comes through
+sock_diag netlink (platform.netlink.tcp_rows, the same rows as /proc/net/tcp, whose text the
+kernel alone takes ~70 ms to format; /proc/net/tcp remains the fallback), and the /proc/PID/fd
+walk runs in a thread beside it (OwnerWalk). UDP and unix are few and read as before (unix
+through netlink too, where names are exact; /proc/net/unix marks what it cannot read exactly).
+
 Rows are tuples in core.sockview.ROW_KEYS order: proto, family, local_address, local_port,
 remote_address, remote_port, state, pid, process, owners, recv_q, send_q, timer, uid.
 
@@ -19,6 +25,7 @@ UDP: tx is the send buffer in use, rx the receive queue (bytes). /proc/net/unix 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 PROC = "/proc"
@@ -63,17 +70,17 @@ def decode_ipv6(hexaddr: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[str, tuple], int]:
-    """Map socket inode (as the text /proc/net prints) -> ((pid, fd), ...), every process holding
-    it (in /proc order: ascending PIDs), from the /proc/<pid>/fd links of every process, or only
-    of `pids` (a --pid/--process query need not walk them all).
+def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[int, tuple], int]:
+    """Map socket inode -> ((pid, fd), ...), every process holding it (in /proc order: ascending
+    PIDs), from the /proc/<pid>/fd links of every process, or only of `pids` (a --pid/--process
+    query need not walk them all).
 
     Returns the map and how many processes' fd directories could not be read (not root). A
     socket shared by several processes (fork, a prefork server) lists each, as ss -p does. The
     links are read with readlinkat() relative to the open fd directory: one path lookup per
     process, not one per descriptor (about 10% faster at 20,000 sockets).
     """
-    owners: dict[str, tuple] = {}
+    owners: dict[int, tuple] = {}
     get = owners.get
     denied = 0
     readlink = os.readlink
@@ -95,7 +102,7 @@ def socket_owners(proc: str = PROC, pids=None) -> tuple[dict[str, tuple], int]:
                 except OSError:  # closed meanwhile
                     continue
                 if target.startswith("socket:["):
-                    inode = target[8:-1]
+                    inode = int(target[8:-1])
                     held = get(inode)
                     owners[inode] = ((pid, int(fd)),) if held is None else held + ((pid, int(fd)),)
         except PermissionError:
@@ -165,7 +172,7 @@ def clock_ticks(proc: str = PROC) -> int:
 def _owned(held, names) -> tuple:
     """((pid, fd), ...) -> (first pid, its name, ((pid, name, fd), ...)); one owner is the fast path."""
     if held is None:
-        return None, None, ()
+        return NOBODY
     if len(held) == 1:
         pid, fd = held[0]
         name = names(pid)
@@ -174,12 +181,36 @@ def _owned(held, names) -> tuple:
     return owners[0][0], owners[0][1], owners
 
 
-def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PROC, hz: int | None = None) -> list[tuple]:
+NOBODY = (None, None, ())  # a row's pid, process, owners when no visible process holds the socket
+
+
+def owner_table(held: dict[int, tuple] | None, names) -> dict[int, tuple]:
+    """socket_owners()' map -> inode -> (first pid, its name, ((pid, name, fd), ...)): a row's
+    pid, process and owners columns, ready to put in."""
+    return {inode: _owned(owners, names) for inode, owners in (held or {}).items()}
+
+
+def with_owners(rows: list[tuple], owners: dict[int, tuple]) -> list[tuple]:
+    """Rows (owners not yet known: NOBODY) with the owner_table() entries of their inodes."""
+    if not owners:
+        return rows
+    get = owners.get
+    return [row if (owned := get(row[15])) is None else row[:7] + owned + row[10:] for row in rows]  # 15: inode
+
+
+def inet_rows(table: str, owners: dict[int, tuple] | None, names, proc: str = PROC, hz: int | None = None) -> list[tuple]:
     """Rows of /proc/net/TABLE (tcp, tcp6, udp, udp6). A missing file (no IPv6) gives no rows.
+    `owners`: socket_owners()' map (None: no owners).
 
     As psutil: an endpoint with port 0 is no endpoint (None, None); sockets without an inode
     (TIME_WAIT, SYN_RECV) have no owner. UDP: ESTABLISHED when connected, else UNCONN (as ss).
     """
+    rows = _inet_rows(table, proc, hz)
+    return with_owners(rows, owner_table(owners, names)) if owners else rows
+
+
+def _inet_rows(table: str, proc: str = PROC, hz: int | None = None) -> list[tuple]:
+    """inet_rows without owners (pid, process None, owners ())."""
     file, proto, family, v6 = next(t for t in INET_TABLES if t[0] == table)
     try:
         lines = _read(f"{proc}/net/{file}")
@@ -189,16 +220,14 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
     width = 32 if v6 else 8
     tcp = proto.startswith("tcp")
     states = TCP_STATES if tcp else UDP_STATES
-    owner = (owners or {}).get
     hz = hz or clock_ticks(proc)
     rows = []
     append = rows.append
-    # Endpoints, queue pairs, uids and process names repeat (a server's 10,000 connections share
-    # its local endpoint; most queues read 00000000:00000000): each is decoded once per table.
+    # Endpoints, queue pairs and uids repeat (a server's 10,000 connections share its local
+    # endpoint; most queues read 00000000:00000000): each is decoded once per table.
     endpoints: dict[str, tuple] = {"00000000:0000": (None, None), "0" * 32 + ":0000": (None, None)}
     queue_pairs: dict[str, tuple] = {}
     uid_numbers: dict[str, int] = {}
-    name_of: dict[int, str | None] = {}
     listen = "0A" if tcp else None
     kind = "stream" if tcp else "dgram"
     for line in lines:  # the hot loop at 20,000 sockets: keep it flat
@@ -224,21 +253,8 @@ def inet_rows(table: str, owners: dict[str, tuple] | None, names, proc: str = PR
         if uid_number is None:
             uid_number = uid_numbers[uid] = int(uid)
         timer = (TIMERS.get(trw[1], trw[:2]), int(trw[3:], 16) / hz) if trw[1] != "0" else None
-        held = owner(inode)  # inode 0 (TIME_WAIT, SYN_RECV) is never in the map
-        if held is None:
-            pid = name = None
-            owned = ()
-        elif len(held) == 1:
-            pid, fd = held[0]
-            if pid in name_of:
-                name = name_of[pid]
-            else:
-                name = name_of[pid] = names(pid)
-            owned = ((pid, name, fd),)
-        else:
-            pid, name, owned = _owned(held, names)
         # A listener's tx_queue is 0, not its backlog (see the module docstring): send_q None.
-        append((proto, family, lend[0], lend[1], rend[0], rend[1], states.get(st, st), pid, name, owned,
+        append((proto, family, lend[0], lend[1], rend[0], rend[1], states.get(st, st), None, None, (),
                 queue[0], None if st == listen else queue[1], timer, uid_number, kind, int(inode)))
     return rows
 
@@ -268,34 +284,104 @@ class ProcessUids:
 UNIX_TYPES = {"0001": "stream", "0002": "dgram", "0005": "seqpacket"}
 
 
-def unix_rows(owners: dict[str, tuple] | None, names, proc: str = PROC, uids=None) -> list[tuple]:
+def unix_rows(owners: dict[int, tuple] | None, names, proc: str = PROC, uids=None) -> list[tuple]:
     """Rows of /proc/net/unix: one per socket, path as the local address (None when unnamed).
+    `owners`: socket_owners()' map.
 
     State: LISTEN when Flags has __SO_ACCEPTCON (`-l -x` finds listeners, as `ss -lx` does),
     ESTABLISHED when connected (a socketpair, an accepted stream, a connected datagram socket),
     else UNCONN, as ss. No queues or timers; the uid (not in this file) is the first owner's.
     """
+    return _unix_rows(owner_table(owners, names), proc, uids)
+
+
+def _unix_rows(owners: dict[int, tuple], proc: str = PROC, uids=None) -> list[tuple]:
+    """unix_rows on an owner_table(). /proc/net/unix prints names raw, so a name holding a newline
+    can cut its own record short and forge the next line: the rows that cannot be told apart
+    from such a forgery carry a 17th value, True (core.sockview.AMBIGUOUS); see _unix_records."""
+    before = _unix_socket_count(proc)
     try:
-        lines = _read(f"{proc}/net/unix")
+        with open(f"{proc}/net/unix", encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
     except FileNotFoundError:
         return []
-    owner = (owners or {}).get
+    after = _unix_socket_count(proc)  # sockets come and go meanwhile: the larger count
+    kernel_count = None if before is None or after is None else max(before, after)
+    owner = owners.get
     uids = uids or ProcessUids(proc)
     rows = []
-    for line in lines:
-        fields = line.split(None, 7)  # the path may contain spaces
-        if len(fields) < 7:
-            continue
-        flags, kind, st, inode = fields[3], fields[4], fields[5], fields[6]
-        path = fields[7] if len(fields) == 8 else None
+    for (flags, kind, st, inode, path), ambiguous in _unix_records(text, kernel_count):
         if int(flags, 16) & _UNIX_ACCEPTCON:
             state = "LISTEN"
         else:
             state = "ESTABLISHED" if st == _UNIX_CONNECTED else "UNCONN"
-        pid, name, owned = _owned(owner(inode), names)
-        rows.append(("unix", "unix", path, None, None, None, state, pid, name, owned, None, None, None, uids(pid),
-                     UNIX_TYPES.get(kind, kind), int(inode)))
+        if path is not None and "\n" in path:  # joined across lines: shown as netlink names are, escaped
+            from sockdiag.core.pathtext import path_text
+
+            path = path_text(path.encode("utf-8", "surrogateescape"))
+        pid, name, owned = owner(inode, NOBODY)
+        row = ("unix", "unix", path, None, None, None, state, pid, name, owned, None, None, None, uids(pid),
+               UNIX_TYPES.get(kind, kind), inode)
+        rows.append(row + (True,) if ambiguous else row)
     return rows
+
+
+# The start of a /proc/net/unix record (net/unix/af_unix.c unix_seq_show): "%pK: %08X %08X %08X
+# %04X %02X %5lu", then " NAME" when bound, then a newline.
+_UNIX_RECORD = re.compile(r"[0-9a-fA-F]+: [0-9A-F]{8} [0-9A-F]{8} [0-9A-F]{8} [0-9A-F]{4} [0-9A-F]{2} +[0-9]+(?: |$)")
+
+
+def _unix_records(text: str, kernel_count: int | None = None) -> list[tuple[tuple, bool]]:
+    """((flags, type, st, inode, name), ambiguous) per record of /proc/net/unix `text`.
+
+    Ambiguous: (1) a record whose name went on past a newline: the next line does not start
+    like a record (the name is kept whole, newline included, as the best reading); (2) records
+    sharing an inode, one of them forged; (3) when there are more records than the kernel counts
+    unix sockets (`kernel_count`, /proc/net/protocols), the lines a name could have forged: every
+    record with a name and the record after it. Lines split on "\\n" only (a name may hold
+    \\x1c, which str.splitlines() would split on too)."""
+    records: list[list] = []
+    lines = text.split("\n")[1:]
+    if lines and lines[-1] == "":  # the newline that ends the last record
+        lines.pop()
+    for line in lines:
+        if _UNIX_RECORD.match(line):
+            fields = line.split(None, 7)
+            name = fields[7] if len(fields) == 8 else None
+            records.append([(fields[3], fields[4], fields[5], int(fields[6]), name), False])
+        elif records and records[-1][0][4] is not None:  # the rest of a name that held "\n"
+            flags, kind, st, inode, name = records[-1][0]
+            records[-1] = [(flags, kind, st, inode, name + "\n" + line), True]
+        elif line and records:  # a stray line after an unnamed record: cannot happen unforged
+            records[-1][1] = True
+    seen: dict[int, int] = {}
+    for record in records:
+        seen[record[0][3]] = seen.get(record[0][3], 0) + 1
+    for record in records:
+        if seen[record[0][3]] > 1:
+            record[1] = True
+    if kernel_count is not None and len(records) > kernel_count:
+        named = False
+        for record in records:
+            if named or record[0][4] is not None:
+                record[1] = True
+            named = record[0][4] is not None
+    return [(record[0], record[1]) for record in records]
+
+
+def _unix_socket_count(proc: str = PROC) -> int | None:
+    """The unix sockets this network namespace has, by the kernel's own count (the "sockets"
+    column of /proc/net/protocols, UNIX and UNIX-STREAM), or None where it does not say."""
+    try:
+        with open(f"{proc}/net/protocols", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    counts = [line.split() for line in lines[1:] if line.startswith("UNIX")]
+    try:
+        return sum(int(fields[2]) for fields in counts) if counts else None
+    except (IndexError, ValueError):
+        return None
 
 
 def parent_pid(pid: int, proc: str = PROC) -> int | None:
@@ -319,32 +405,106 @@ def pids_named(match, names: ProcessNames, proc: str = PROC, pids=None) -> list[
     return [pid for pid in pids if (name := names(pid)) is not None and match(name)]
 
 
-def read_rows(protos, with_pids: bool = True, proc: str = PROC, pids=None, process=None) -> tuple[list[tuple], int]:
+def read_rows(protos, with_pids: bool = True, proc: str = PROC, pids=None, process=None,
+              infos: dict | None = None) -> tuple[list[tuple], int]:
     """Rows for the protocols in `protos` (tcp, tcp6, udp, udp6, unix), in that order.
 
     Without `with_pids` the /proc/<pid>/fd walk (most of the time at 20,000 sockets) is skipped
-    and pid/process are None. `pids`, or `process` (a name predicate), limit the walk to those
-    processes; other sockets then have no pid. Returns (rows, processes whose fds could not be read).
+    and pid/process are None; with it, the walk runs in a thread while this one reads the
+    tables (see OwnerWalk). `pids`, or `process` (a name predicate), limit the walk to those
+    processes; other sockets then have no pid. TCP comes through sock_diag netlink where it
+    answers (the same rows, in half the CPU time of /proc/net/tcp); `infos`, when given,
+    receives inode -> TcpInfo from that dump (states -i) and stays empty on the /proc path.
+    Returns (rows, processes whose fds could not be read).
     """
-    names = ProcessNames(proc) if with_pids else (lambda pid: None)
+    names = ProcessNames(proc) if with_pids else None
     if with_pids and process is not None:
         pids = pids_named(process, names, proc, pids)
-    owners, denied = socket_owners(proc, pids) if with_pids else (None, 0)
-    rows: list[tuple] = []
-    for table, _, _, _ in INET_TABLES:
-        if table in protos:
-            rows += inet_rows(table, owners, names, proc)
+    walk = OwnerWalk(proc, pids, names) if with_pids else None
+    try:
+        rows = _tcp_rows([p for p in ("tcp", "tcp6") if p in protos], proc, infos)
+        for table in ("udp", "udp6"):
+            if table in protos:
+                rows += _inet_rows(table, proc)
+        owners, denied = walk.result() if walk is not None else ({}, 0)
+    finally:
+        if walk is not None:
+            walk.close()
+    rows = with_owners(rows, owners)
     if "unix" in protos:
-        netlinked = unix_rows_netlink(owners, names, proc) if proc == PROC else None
-        rows += netlinked if netlinked is not None else unix_rows(owners, names, proc)
+        netlinked = _unix_rows_netlink(owners, proc) if proc == PROC else None
+        rows += netlinked if netlinked is not None else _unix_rows(owners, proc)
     return rows, denied
 
 
-def unix_rows_netlink(owners: dict[str, tuple] | None, names, proc: str = PROC) -> list[tuple] | None:
+def _tcp_rows(protos: list[str], proc: str, infos: dict | None) -> list[tuple]:
+    """TCP rows without owners: sock_diag netlink for the real /proc, else (and where netlink is
+    refused) /proc/net/tcp and tcp6."""
+    if not protos:
+        return []
+    hz = clock_ticks(proc)
+    if proc == PROC:
+        from sockdiag.core.errors import SockdiagError
+        from sockdiag.platform import netlink
+
+        try:
+            return netlink.tcp_rows(protos, hz, infos)
+        except SockdiagError:  # no inet_diag here, or refused (a seccomp sandbox): /proc as before
+            pass
+    rows = []
+    for table in protos:
+        rows += _inet_rows(table, proc, hz)
+    return rows
+
+
+class OwnerWalk:
+    """socket_owners() and owner_table() for read_rows, in a thread while the caller reads the
+    socket tables: readlink() releases the GIL, and the walk is ~60% system time, so on two
+    cores much of it overlaps the netlink dump and its parsing.
+
+    Measured at 20,000 sockets (read_rows of TCP, 9 alternating rounds, median wall / CPU ms,
+    the measuring process at nice -15 on a 2-core machine busy with other work): the walk first
+    and then the tables 287 / 276, this thread 248 / 297; the caller taking shares of the walk
+    once its reading is done, 260 / 371 (GIL hand-offs); a forked child sending the table back
+    (marshal) cost the most CPU (+70 ms: after fork() every page either process writes,
+    reference counts included, is copied).
+    """
+
+    def __init__(self, proc: str, pids, names):
+        import threading
+
+        self._args = proc, pids, names
+        self._result: tuple | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="sockdiag-owner-walk", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            proc, pids, names = self._args
+            held, denied = socket_owners(proc, pids)
+            self._result = owner_table(held, names), denied
+        except Exception as exc:  # noqa: BLE001 - re-raised in result(), in the caller's thread
+            self._error = exc
+
+    def result(self) -> tuple[dict[int, tuple], int]:
+        """(inode -> (pid, process, owners), processes whose fds could not be read)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def close(self) -> None:
+        """Wait for the walk (at most its own length) when result() was not taken: no thread
+        outlives read_rows, whatever ended it (an error, Ctrl-C)."""
+        self._thread.join()
+
+
+def _unix_rows_netlink(owners: dict[int, tuple], proc: str = PROC) -> list[tuple] | None:
     """Unix sockets through sock_diag netlink (UNIX_DIAG): each name arrives with its length, so a
     path holding a newline or \\x1c is exact, where /proc/net/unix prints names raw and a name
     holding a newline forges a line. Names are shown by core.pathtext's lossless rule (@ for an
-    abstract name). None when netlink is not available (unix_rows' /proc reading is the fallback)."""
+    abstract name). None when netlink is not available (_unix_rows' /proc reading is the fallback)."""
     from sockdiag.core.pathtext import unix_name_text
     from sockdiag.platform import netlink
 
@@ -352,11 +512,11 @@ def unix_rows_netlink(owners: dict[str, tuple] | None, names, proc: str = PROC) 
         socks = netlink.unix_sockets()
     except netlink.NetlinkUnavailable:
         return None
-    owner = (owners or {}).get
+    owner = owners.get
     uids = ProcessUids(proc)
     rows = []
     for s in socks:
-        pid, name, owned = _owned(owner(str(s.inode)), names)
+        pid, name, owned = owner(s.inode, NOBODY)
         path = unix_name_text(s.name) if s.name is not None else None
         listening = s.state == "LISTEN"
         rows.append(("unix", "unix", path, None, None, None, s.state, pid, name, owned, s.rqueue,

@@ -216,34 +216,57 @@ def psutil_kind(protos) -> str:
 
 class Snapshot:
     """One reading of the socket table: rows, warnings for stderr, and how many processes could
-    not be inspected (Linux without root: their sockets have no PID)."""
+    not be inspected (Linux without root: their sockets have no PID). tcp_info: inode -> TcpInfo
+    when asked for and read in the same dump as the rows (None: not read; ask netlink)."""
 
-    def __init__(self, rows: list[tuple], warnings: list[str] | None = None, uninspected: int = 0):
+    def __init__(self, rows: list[tuple], warnings: list[str] | None = None, uninspected: int = 0,
+                 tcp_info: dict | None = None):
         self.rows, self.warnings, self.uninspected = rows, warnings or [], uninspected
+        self.tcp_info = tcp_info
 
 
 def collect(protos, with_pids: bool = True, source: str | None = None, *, pid: int | None = None,
-            process: str | None = None, with_uids: bool = False) -> Snapshot:
+            process: str | None = None, with_uids: bool = False, with_info: bool = False) -> Snapshot:
     """The sockets of the protocols in `protos`. Without `with_pids`, pid and process may be
     None (the Linux path then skips the /proc/<pid>/fd walk, most of its time). `pid` and
     `process` say that only the sockets of that PID / of processes of that name need owners
     (the Linux path then walks only their descriptors); the caller still filters. `with_uids`:
-    the psutil path fills uid from the owner process (a --uid query; /proc has the socket's)."""
+    the psutil path fills uid from the owner process (a --uid query; /proc has the socket's).
+    `with_info`: read TCP's tcp_info in the same netlink dump where the rows come from one
+    (Snapshot.tcp_info; None where they do not)."""
     source = source or socket_table_source()
     if source == "procfs":
-        return _collect_procfs(protos, with_pids, pid, process)
+        return _collect_procfs(protos, with_pids, pid, process, with_info)
     return _collect_psutil(protos, with_pids, with_uids)
 
 
-def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: str | None = None) -> Snapshot:
+def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: str | None = None,
+                    with_info: bool = False) -> Snapshot:
     from sockdiag.platform import procnet
 
     match = sockview.process_matcher(process) if process is not None else None
+    infos: dict | None = {} if with_info else None
     try:
-        rows, uninspected = procnet.read_rows(protos, with_pids, pids=None if pid is None else [pid], process=match)
+        rows, uninspected = procnet.read_rows(protos, with_pids, pids=None if pid is None else [pid], process=match,
+                                              infos=infos)
     except OSError as exc:
         raise from_oserror(f"read {exc.filename or procnet.PROC + '/net'}", exc) from None
-    return Snapshot(rows, uninspected=uninspected)
+    # An empty map with TCP rows means the /proc path read them (no netlink): no tcp_info there.
+    if infos is not None and not infos and any(r[PROTO] in ("tcp", "tcp6") for r in rows):
+        infos = None
+    warnings = []
+    if "unix" in protos:
+        ambiguous = 0
+        for r in reversed(rows):  # the unix rows come last: no pass over 20,000 TCP rows
+            if r[PROTO] != "unix":
+                break
+            ambiguous += sockview.is_ambiguous(r)
+        if ambiguous:
+            warnings.append(f"{ambiguous} unix socket rows could not be read unambiguously (shown as 'unix?', "
+                            f"JSON \"ambiguous\": true): /proc/net/unix prints socket names as they are, so a "
+                            f"name holding a newline can cut its line short or forge another, and sock_diag "
+                            f"netlink, which reads names exactly, is not available here")
+    return Snapshot(rows, warnings, uninspected=uninspected, tcp_info=infos)
 
 
 def _collect_psutil(protos, with_pids: bool, with_uids: bool = False) -> Snapshot:
