@@ -23,6 +23,7 @@ COMMANDS = {
     "bindcheck": ("sockdiag.bindcheck.options:add_bindcheck", "sockdiag.bindcheck.command:run"),
     "wait": ("sockdiag.wait.options:add_wait", "sockdiag.wait.command:run"),
     "ping": ("sockdiag.ping.options:add_ping", "sockdiag.ping.command:run"),
+    "forward": ("sockdiag.forward.options:add_forward", "sockdiag.forward.command:run"),
 }
 
 

@@ -214,3 +214,69 @@ def family(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
     group.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
+
+
+def access_options(parser: argparse.ArgumentParser, allow_note: str = "") -> None:
+    """--allow/--deny and their file forms, as ncat has them (listen, forward). `allow_note` ends
+    --allow's help with what else it permits for that command."""
+    parser.add_argument("--allow", action="append", default=[], metavar="HOSTS",
+                        help="accept only these clients: addresses, CIDR blocks or host names, comma-separated "
+                             f"(repeatable){allow_note}")
+    parser.add_argument("--allowfile", action="append", default=[], metavar="FILE",
+                        help="like --allow, one entry per line from FILE ('#' starts a comment)")
+    parser.add_argument("--deny", action="append", default=[], metavar="HOSTS",
+                        help="refuse these clients (repeatable); deny wins over allow")
+    parser.add_argument("--denyfile", action="append", default=[], metavar="FILE",
+                        help="like --deny, one entry per line from FILE")
+
+
+def proxy_address(text: str) -> tuple[str, int | None]:
+    """-x: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT -> (host, port or None for the type's default).
+    A bare IPv6 address needs brackets, as the port would be ambiguous."""
+    from sockdiag.core.portspec import parse_hostport
+    from sockdiag.platform import service_port
+
+    item = text.strip()
+    if item.startswith("[") and item.endswith("]"):
+        host_text, port_number = item[1:-1], None
+    elif item.count(":") == 0:
+        host_text, port_number = item, None
+    elif item.count(":") > 1 and not item.startswith("["):
+        raise argparse.ArgumentTypeError(f"bad proxy address {text!r}: write an IPv6 address as [ADDR] or "
+                                         "[ADDR]:PORT")
+    else:
+        try:
+            host_text, port_number = parse_hostport(item, service_port)
+        except PortSpecError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return host(host_text), port_number
+
+
+def proxy_credentials(text: str) -> tuple[str, str]:
+    """--proxy-auth USER:PASS, split at the first colon (a bare USER has an empty password).
+    At most 255 bytes each (RFC 1929's limit); no NUL, CR or LF (they would end the field)."""
+    user, _, password = text.partition(":")
+    if not user:
+        raise argparse.ArgumentTypeError("empty user name (expected USER:PASS)")
+    if any(ch in "\x00\r\n" for ch in text):
+        raise argparse.ArgumentTypeError("a NUL, CR or LF in the credentials")
+    if len(user.encode("utf-8", "surrogateescape")) > 255 or len(password.encode("utf-8", "surrogateescape")) > 255:
+        raise argparse.ArgumentTypeError("user and password are at most 255 bytes each")
+    return user, password
+
+
+def proxy_kind(text: str) -> str:
+    """-X: 5, 4 or connect; ncat's names socks5, socks4 and http are taken too."""
+    return {"socks5": "5", "socks4": "4", "socks4a": "4", "http": "connect"}.get(text, text)
+
+
+def proxy_options(parser: argparse.ArgumentParser) -> None:
+    """-x/-X/--proxy-auth: reach the target through a SOCKS or HTTP CONNECT proxy (as nc -x/-X)."""
+    parser.add_argument("-x", "--proxy", type=proxy_address, metavar="HOST[:PORT]",
+                        help="connect through the proxy at HOST (port 1080 for SOCKS, 3128 for connect by "
+                             "default); the target name is resolved by the proxy, not here")
+    parser.add_argument("-X", "--proxy-type", type=proxy_kind, choices=("5", "4", "connect"), default="5",
+                        help="the proxy protocol: 5 (SOCKS5, the default), 4 (SOCKS4a) or connect (HTTP CONNECT)")
+    parser.add_argument("--proxy-auth", type=proxy_credentials, metavar="USER:PASS",
+                        help="proxy credentials: SOCKS5 username/password, HTTP Basic Proxy-Authorization; "
+                             "with -X 4 give USER only (sent as the SOCKS4 user id)")

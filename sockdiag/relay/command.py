@@ -10,8 +10,10 @@ from sockdiag.core.framing import DEFAULT_HEADER, FrameSpec
 from sockdiag.core.portspec import format_hostport
 from sockdiag.relay.stream import StreamOptions, relay
 from sockdiag.relay.access import AccessList, check_exec_safety, command_argv, exec_command
+from sockdiag.net.proxy import proxy_from_args
 from sockdiag.relay.endpoints import connect_tcp, listen_candidates, open_listener
 from sockdiag.relay.servers import ServerConfig, accept_one, serve
+from sockdiag.relay import tlsrelay
 from sockdiag.core.status import ExitStatus
 
 # --- entry points -------------------------------------------------------------------------------
@@ -19,11 +21,13 @@ from sockdiag.core.status import ExitStatus
 def run_connect(args, env) -> int:
     """`sockdiag connect HOST PORT`: relay stdin/stdout through one connection."""
     _check_common(args)
+    _check_proxy(args)
+    tlsrelay.check_options(args, "connect")
     if args.unix is not None:
         return _connect_unix(args, env)
     if args.host is None or args.port is None:
         raise UsageError("give HOST and PORT, or -U PATH for a unix socket")
-    _check_numeric(args, args.host, args.source)
+    _check_numeric(args, args.host, args.source, args.proxy[0] if args.proxy else None)
     if args.zero_io:
         return _zero_io(args, env)
     if args.udp:
@@ -33,8 +37,8 @@ def run_connect(args, env) -> int:
             args.wait = args.quit_after
         return run_udp_connect(args, env)
     sock, peer = connect_tcp(args, env)
-    with sock:
-        return _relay_connection(sock, env, args, peer)
+    with sock, tlsrelay.client(sock, args, env, peer) as conn:
+        return _relay_connection(conn, env, args, peer)
 
 
 def _relay_connection(sock: socket.socket, env, args, peer: str) -> int:
@@ -60,9 +64,11 @@ def run_listen(args, env) -> int:
     _listen_where(args)
     _check_common(args)
     _check_listen(args)
+    tlsrelay.check_options(args, "listen")
     _check_numeric(args, args.bind)
     acl = AccessList.parse(args.allow, args.deny, args.allowfile, args.denyfile)
     command = exec_command(args)
+    args.tls_context = tlsrelay.server_context(args, env)
     if args.unix is not None:
         return _listen_unix(args, env, acl, command)
     if args.udp:
@@ -93,13 +99,15 @@ def _serve(listener: socket.socket, env, args, acl, command) -> int:
         mode = "exec" if command is not None else "echo" if args.echo else "relay"
         config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,
                               max_clients=args.max_clients, idle=args.idle_timeout,
-                              frames=spec, max_backlog=args.max_backlog, accept_timeout=args.timeout)
+                              frames=spec, max_backlog=args.max_backlog, accept_timeout=args.timeout,
+                              tls=tlsrelay.server_tls(args, env))
         return serve(listener, env, config)
     conn, peer = accept_one(listener, env, acl, args.timeout)
     listener.close()
     with conn:
         env.info(f"connection from {peer}")
-        stats = relay(conn, env, peer, stream_options(args, env))
+        with tlsrelay.server(conn, args, env, peer) as plain:
+            stats = relay(plain, env, peer, stream_options(args, env))
     env.info(f"closed, {stats.summary()}")
     return ExitStatus.OK
 
@@ -159,7 +167,8 @@ def _connect_unix(args, env) -> int:
             from sockdiag.relay.udp import run_connected
 
             return run_connected(client.sock, env, args, peer)
-        return _relay_connection(client.sock, env, args, peer)
+        with tlsrelay.client(client.sock, args, env, peer) as conn:
+            return _relay_connection(conn, env, args, peer)
 
 
 def _listen_unix(args, env, acl, command) -> int:
@@ -195,7 +204,8 @@ def _zero_io(args, env) -> int:
     open|filtered, as nc -zu reports it)."""
     if not args.udp:
         sock, peer = connect_tcp(args, env)
-        sock.close()
+        with sock:
+            tlsrelay.handshake_only(sock, args, env, peer)
         env.info(f"{peer}: open")
         return ExitStatus.OK
     from sockdiag.net.resolve import resolve
@@ -242,6 +252,12 @@ def _check_common(args) -> None:
         raise UsageError("--reply-wait applies to UDP only (-u)")
     if getattr(args, "output", "text") != "text" and not args.udp:
         raise UsageError("-o json applies to listen -u only (one object per datagram)")
+
+
+def _check_proxy(args) -> None:
+    """-x reaches a TCP target through a proxy: not with -u or -U (the rest: net.proxy's rules)."""
+    if proxy_from_args(args) is not None and (args.udp or args.unix is not None):
+        raise UsageError("-x (proxy) carries a TCP connection: not with -u or -U")
 
 
 def _check_listen(args) -> None:

@@ -9,6 +9,8 @@ from sockdiag import platform
 from sockdiag.core.errors import SockdiagError
 from sockdiag.core.portspec import format_hostport
 from sockdiag.platform.errnos import from_oserror
+from sockdiag.net.listeners import open_listener
+from sockdiag.net.proxy import proxy_from_args
 from sockdiag.net.resolve import resolve
 from sockdiag.relay.access import format_peer
 
@@ -42,6 +44,8 @@ def bind_source(sock: socket.socket, sockaddr, reuse: bool) -> None:
 def connect_tcp(args, env) -> tuple[socket.socket, str]:
     """Connect to each resolved address in turn; the first that answers wins. When all fail,
     the last failure is the message (-v shows each one)."""
+    if getattr(args, "proxy", None) is not None:
+        return _connect_via_proxy(args, env)
     targets = resolve(args.host, args.port, args.family, socket.SOCK_STREAM)
     sources = source_addresses(args, socket.SOCK_STREAM)
     failure: SockdiagError | None = None
@@ -72,6 +76,23 @@ def connect_tcp(args, env) -> tuple[socket.socket, str]:
     raise failure
 
 
+def _connect_via_proxy(args, env) -> tuple[socket.socket, str]:
+    """-x: through the proxy (net.proxy); HOST is resolved by the proxy, -s/-p and -4/-6 apply to
+    the connection to the proxy, as nc does."""
+    proxy = proxy_from_args(args)
+    sources = source_addresses(args, socket.SOCK_STREAM)
+
+    def bind(sock: socket.socket) -> None:
+        if sock.family not in sources:
+            raise SockdiagError(f"connect {proxy.label}: no address in the family of source {args.source}")
+        bind_source(sock, sources[sock.family], reuse=bool(args.source_port))
+
+    sock = proxy.open(args.host, args.port, args.timeout, family=args.family, bind=bind if sources else None)
+    peer = format_hostport(args.host[1:-1] if args.host.startswith("[") else args.host, args.port)
+    env.info(f"connected to {peer} via {proxy.label}")
+    return sock, peer
+
+
 def listen_candidates(args, socktype: int) -> list[tuple]:
     """(family, sockaddr, v6only) to try in order. Default: dual-stack :: (one socket for IPv4
     and IPv6), falling back to 0.0.0.0 where the OS has no IPv6 or no dual stack."""
@@ -86,33 +107,3 @@ def listen_candidates(args, socktype: int) -> list[tuple]:
     if platform.dualstack_supported():
         return [(socket.AF_INET6, ("::", port), False), (socket.AF_INET, ("0.0.0.0", port), False)]
     return [(socket.AF_INET, ("0.0.0.0", port), False)]
-
-
-def open_listener(candidates: list[tuple], socktype: int) -> socket.socket:
-    """A bound socket (listening, for TCP) on the first candidate the OS accepts. Address in use
-    or permission denied is reported at once; a missing IPv6 stack moves on to the next."""
-    for index, (af, sockaddr, v6only) in enumerate(candidates):
-        sock = None
-        try:
-            sock = socket.socket(af, socktype)
-            if socktype == socket.SOCK_STREAM:
-                # Not for UDP: on Linux SO_REUSEADDR would let two UDP servers share the port.
-                platform.set_server_reuse(sock)
-            if af == socket.AF_INET6:
-                platform.set_v6only(sock, v6only)
-            sock.bind(sockaddr)
-            if socktype == socket.SOCK_STREAM:
-                sock.listen(socket.SOMAXCONN)  # a burst of clients must not overflow the queue
-            return sock
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            name = platform.errno_name(exc.errno) if exc.errno is not None else ""
-            if index + 1 < len(candidates) and name in ("EAFNOSUPPORT", "EADDRNOTAVAIL"):
-                continue
-            raise from_oserror(f"listen {format_hostport(*sockaddr[:2])}", exc) from None
-        except BaseException:
-            if sock is not None:
-                sock.close()
-            raise
-    raise SockdiagError("listen: no address to bind")

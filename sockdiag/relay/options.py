@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sockdiag.cmdline import (ack_bytes, bytes_size, common, family, frame_header, host, int_range, port, port_or_zero,
-                              seconds, seconds_or_zero)
+from sockdiag.cmdline import (access_options, ack_bytes, bytes_size, common, family, frame_header, host, int_range,
+                              port, port_or_zero, proxy_options, seconds, seconds_or_zero)
 
 def _stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by connect and listen."""
@@ -51,17 +51,38 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
                              "each line without its terminator, listen -u each line as it is)")
 
 
-def access_options(parser) -> None:
-    """--allow/--deny and their file forms, as ncat has them."""
-    parser.add_argument("--allow", action="append", default=[], metavar="HOSTS",
-                        help="accept only these clients: addresses, CIDR blocks or host names, comma-separated "
-                             "(repeatable); also permits --exec on a non-loopback address")
-    parser.add_argument("--allowfile", action="append", default=[], metavar="FILE",
-                        help="like --allow, one entry per line from FILE ('#' starts a comment)")
-    parser.add_argument("--deny", action="append", default=[], metavar="HOSTS",
-                        help="refuse these clients (repeatable); deny wins over allow")
-    parser.add_argument("--denyfile", action="append", default=[], metavar="FILE",
-                        help="like --deny, one entry per line from FILE")
+def _alpn(text: str) -> list[str]:
+    from sockdiag.core.tlsinfo import parse_alpn
+
+    try:
+        return parse_alpn(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tls_options(parser: argparse.ArgumentParser, side: str) -> None:
+    """--tls and its settings; each of them implies --tls (as --frame-header implies --frame)."""
+    group = parser.add_argument_group("TLS (any of these implies --tls)")
+    if side == "connect":
+        group.add_argument("--tls", "--ssl", action="store_true",
+                           help="speak TLS to the server; its certificate is verified against the system CAs "
+                                "and HOST")
+        group.add_argument("--ca", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead of the system's")
+        group.add_argument("--insecure", action="store_true",
+                           help="verify nothing: any certificate, any name (see it with -v)")
+        group.add_argument("--sni", metavar="NAME",
+                           help="the server name to send and verify (default: HOST; none for an address)")
+        group.add_argument("--cert", metavar="FILE", help="client certificate (PEM; the key too, or give --key)")
+    else:
+        group.add_argument("--tls", "--ssl", action="store_true",
+                           help="speak TLS to each client; without --cert a throwaway self-signed certificate is "
+                                "made (needs sockdiag[tls]); -v prints its SHA-256 fingerprint")
+        group.add_argument("--ca", metavar="FILE",
+                           help="require a client certificate signed by a CA in FILE (PEM)")
+        group.add_argument("--cert", metavar="FILE", help="server certificate (PEM; the key too, or give --key)")
+    group.add_argument("--key", metavar="FILE", help="the private key of --cert (PEM, unencrypted)")
+    group.add_argument("--alpn", type=_alpn, metavar="LIST",
+                       help="ALPN protocols to offer (connect) or accept (listen), comma-separated: h2,http/1.1")
 
 
 def add_listen(sub) -> None:
@@ -95,8 +116,9 @@ def add_listen(sub) -> None:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text",
                    help="-u: print each datagram as text (default; a newline added where it lacks one) or as "
                         "one JSON object (from, port, size, data or data_b64)")
-    access_options(p)
+    access_options(p, allow_note="; also permits --exec on a non-loopback address")
     _stream_options(p)
+    _tls_options(p, "listen")
     common(p)
 
 
@@ -118,5 +140,7 @@ def add_connect(sub) -> None:
     p.add_argument("--reply-wait", type=seconds, metavar="SEC",
                    help="UDP: send one datagram, wait up to SEC for its reply, then send the next "
                         "(a request/response loop)")
+    proxy_options(p)
     _stream_options(p)
+    _tls_options(p, "connect")
     common(p)

@@ -47,8 +47,9 @@ class ServerConfig:
 
     def __init__(self, *, mode: str, acl: AccessList, keep_open: bool, command=None, max_clients: int | None = None,
                  idle: float | None = None, frames=None, max_backlog: int = STDIN_HIGH_WATER,
-                 accept_timeout: float | None = None):
+                 accept_timeout: float | None = None, tls=None):
         self.mode, self.acl, self.keep_open, self.command = mode, acl, keep_open, command
+        self.tls = tls  # relay.tlsrelay.ServerTls with --tls: wrap() gives each client's plain socket
         self.max_clients, self.idle, self.frames, self.max_backlog = max_clients, idle, frames, max_backlog
         self.accept_timeout = accept_timeout  # listen -w: the first client must come within this
 
@@ -92,6 +93,8 @@ class _Server:
         self.children.close()
         if self.broadcast is not None:
             self.broadcast.close()
+        if self.config.tls is not None:
+            self.config.tls.close()
 
     def run(self) -> int:
         while True:
@@ -117,6 +120,8 @@ class _Server:
 
     def _admit(self, conn: socket.socket, addr) -> None:
         """A connection got past --allow/--deny and --max-clients: start serving it."""
+        if self.config.tls is not None:
+            conn = self.config.tls.wrap(conn, addr)
         if self.config.mode == "exec":
             self.children.spawn(conn, addr)
             return

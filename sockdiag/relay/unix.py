@@ -32,20 +32,6 @@ def address(name: str) -> str | bytes:
     return name
 
 
-def display(addr) -> str:
-    """A unix socket address for people: the path, @name for an abstract name, or `unix-client`
-    for an unnamed socket (a client that did not bind)."""
-    if isinstance(addr, bytes):
-        if addr.startswith(b"\0"):
-            return "@" + addr[1:].decode("utf-8", "backslashreplace")
-        addr = addr.decode("utf-8", "surrogateescape")
-    if not addr:
-        return "unix-client"
-    if addr.startswith("\0"):
-        return "@" + addr[1:]
-    return addr
-
-
 def _socktype(dgram: bool) -> int:
     return socket.SOCK_DGRAM if dgram else socket.SOCK_STREAM
 
