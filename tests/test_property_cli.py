@@ -47,11 +47,10 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
-from sockdiag import cli, cmdline, platform
+from sockdiag import cli, cmdline
 from sockdiag.cli import COMMANDS, build_parser, main
 from sockdiag.cmdline import OUTPUT_STREAMS, ParserExit
 from sockdiag.core.errors import SockdiagError
-from sockdiag.core.portspec import parse_ports
 from sockdiag.core.targets import parse_targets
 from sockdiag.states.options import STATE_NAMES, state_name
 from tests.conftest import make_env
@@ -135,7 +134,7 @@ def int_bounds(kind) -> tuple[int, int] | None:
 # Values that bound a run, appended after the generated options: (command, dest) -> value.
 BOUNDS = {("connect", "timeout"): "0.5", ("connect", "idle_timeout"): "0.2", ("connect", "wait"): "0.05",
           ("probe", "timeout"): "0.05", ("ping", "count"): "2", ("ping", "interval"): "0",
-          ("ping", "timeout"): "0.05", ("wait", "timeout"): "0.3"}
+          ("ping", "timeout"): "0.05", ("wait", "timeout"): "0.3", ("forward", "timeout"): "0.5"}
 
 
 def bounding_suffix(command: str) -> list[str]:
@@ -179,6 +178,13 @@ FREE_TEXT_OK = {  # options without a type: what a user would give
     "exec_cmd": ("true", "cat", "/bin/true"),
     "sh_exec": ("true", "exit 0", "cat"),
     "process": ("python*", "init", "*", "[ps]ython?", "sockdiag"),
+    "exclude": ("127.0.0.2", "127.0.0.0/30", "127.0.0.1-2", "::1", "localhost"),
+    "excludefile": (RULES, EMPTY_FILE),
+    "exclude_ports": ("1-4", "7,9", "ssh", "1-65535"),
+    "input_file": ("-",),
+    "proxy": (f"127.0.0.1:{REFUSED}", f"127.0.0.1:{OPEN}", f"[::1]:{REFUSED}", f"localhost:{OPEN}"),
+    "proxy_auth": ("alice:s3cret", "alice", "u:p:q", "u:"),
+    "dump": (EMPTY_FILE,),  # forward --dump: only the test's own file is ever written (plan())
 }
 SAFE_EXEC = {"true", "cat", "/bin/true", "exit 0"}  # a client may connect only when --exec is one of these
 PROBE_TARGETS = ("127.0.0.1", "::1", "localhost", "[::1]", "127.0.0.2", "127.0.0.0/30", "::1/127", "::1/128",
@@ -545,6 +551,7 @@ def _watched(real):
 @pytest.fixture(scope="module", autouse=True)
 def loopback_only(tmp_path_factory):
     """The module's loopback world: the resolver patch, the ports, the watchdog, listener hooks."""
+    import sockdiag.forward.command
     import sockdiag.relay.command
     import sockdiag.relay.udp
 
@@ -552,7 +559,7 @@ def loopback_only(tmp_path_factory):
     previous = signal.signal(signal.SIGALRM, WATCHDOG.handler)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket, "getaddrinfo", loopback_getaddrinfo)
-        for module in (sockdiag.relay.command, sockdiag.relay.udp):
+        for module in (sockdiag.relay.command, sockdiag.relay.udp, sockdiag.forward.command):
             if hasattr(module, "open_listener"):
                 mp.setattr(module, "open_listener", _watched(module.open_listener))
         try:
@@ -595,10 +602,15 @@ def _insert(argv: list[str], extra: list[str]) -> list[str]:
 
 def _check_probe(args) -> list[str]:
     """Probe lines run only against loopback, a few hundred attempts, no foreign port."""
+    from sockdiag.probe import selection
+
+    input_file = getattr(args, "input_file", None)
+    if input_file not in (None, "-") and os.path.exists(input_file):
+        raise Unsafe("targets from a file this test did not write")  # -iL '-' reads the empty stdin
     try:
-        specs = parse_targets(args.host, args.family, args.force)
-        spec = args.ports if isinstance(args.ports, str) else ("-" if "-" in args.ports else ",".join(args.ports))
-        ports = parse_ports(spec, lambda name: platform.service_port(name, "udp" if args.udp else "tcp"))
+        host_text, words = selection.split_positionals(args)
+        ports = selection.choose_ports(args, words, "udp" if args.udp else "tcp")
+        specs = [] if host_text is None else parse_targets(host_text, args.family, args.force)
     except SockdiagError:  # a usage error: probe stops before it resolves or scans anything
         return []
     except Exception:  # noqa: BLE001 - a bug (test_probe_targets owns those) or a changed API: not run
@@ -635,6 +647,11 @@ def plan(argv: list[str]) -> tuple[list[str], float | None, bool]:
     interrupt, client = None, False
     if command == "connect" and args.port in foreign_ports():
         raise Unsafe("a port another process holds")
+    if command == "connect" and getattr(args, "proxy", None) is not None:
+        from sockdiag.core.proxyproto import DEFAULT_PORTS
+
+        if (args.proxy[1] or DEFAULT_PORTS.get(args.proxy_type, 1080)) in foreign_ports():
+            raise Unsafe("a proxy port another process holds")
     if command == "probe":
         extra = _check_probe(args)
     if command == "listen":
@@ -651,6 +668,12 @@ def plan(argv: list[str]) -> tuple[list[str], float | None, bool]:
             extra = ["-b", "::1" if args.family == 6 else "127.0.0.1"]
         commands = {c for c in (args.exec_cmd, args.sh_exec, getattr(args, "exec_each", None)) if c is not None}
         client = not commands - SAFE_EXEC
+        interrupt = 1.0  # shortened to INTERRUPT_AFTER once the listener is up
+    if command == "forward":  # a server: loopback (the resolver patch), no client, then Ctrl-C
+        if args.lport not in (0, LOOPBACK.refused, LOOPBACK.open) and args.lport in ephemeral_ports():
+            raise Unsafe("ephemeral port")
+        if args.dump is not None and args.dump != str(LOOPBACK.empty):
+            raise Unsafe("a dump file outside the test's directory")
         interrupt = 1.0  # shortened to INTERRUPT_AFTER once the listener is up
     if command == "states" and getattr(args, "watch", None):
         interrupt = INTERRUPT_AFTER
@@ -725,7 +748,7 @@ def test_hostile_command_lines(command, data):
 
 VALID_POSITIONALS = {"connect": ["127.0.0.1", REFUSED], "probe": ["127.0.0.1", REFUSED], "listen": ["0"],
                      "bindcheck": [REFUSED], "states": [], "ping": ["127.0.0.1", REFUSED],
-                     "wait": [f"127.0.0.1:{REFUSED}"]}
+                     "wait": [f"127.0.0.1:{REFUSED}"], "forward": ["127.0.0.1", "0", "127.0.0.1", REFUSED]}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -1,7 +1,9 @@
-"""PURE: probe targets ("host", "10.0.0.1,::1", "127.0.0.0/29") -> TargetSpec values. No sockets.
+"""PURE: probe targets ("host", "10.0.0.1,::1", "127.0.0.0/29", "127.0.1.1-254") -> TargetSpec
+values. No sockets.
 
-Names stay names here (probe.py resolves them); address literals and CIDR blocks are checked
-with the ipaddress module, which does no I/O.
+Names stay names here (probe.py resolves them); address literals, CIDR blocks and ranges are
+checked with the ipaddress module, which does no I/O. A range is held as a core.spans
+AddressRange, which answers like a network (version, num_addresses, indexing).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 from sockdiag.core.errors import UsageError
+from sockdiag.core.spans import AddressRange
 
 MAX_BLOCK = 1 << 16  # a /16 of IPv4 (or a /112 of IPv6): the largest block without --force
 MAX_FORCED_BLOCK = 1 << 24  # even with --force: a /8; beyond that a scan never ends
@@ -23,7 +26,8 @@ class TargetError(UsageError):
 
 
 class TargetSpec:
-    """One item of the target list: exactly one of name, address, network is set.
+    """One item of the target list: exactly one of name, address, network is set (network: an
+    ipaddress network or, for a range, an AddressRange).
     (A plain class: dataclasses would import inspect, a visible share of probe's start-up.)"""
 
     __slots__ = ("text", "name", "address", "network")
@@ -39,11 +43,13 @@ class TargetSpec:
         return f"TargetSpec({self.text!r})"
 
 
-def parse_targets(text: str, family: int | None = None, force: bool = False) -> list[TargetSpec]:
-    """Parse a comma list of names, IPv4/IPv6 literals and CIDR blocks.
+def parse_targets(text: str, family: int | None = None, force: bool = False, limit: bool = True) -> list[TargetSpec]:
+    """Parse a comma list of names, IPv4/IPv6 literals, CIDR blocks and ranges (127.0.1.1-254,
+    127.0.1.1-127.0.1.9, as nmap writes them).
 
     `family` is 4, 6 or None (-4/-6): a literal of the other family is a usage error. Blocks
-    larger than MAX_BLOCK addresses need `force`. Duplicates are dropped, order kept.
+    larger than MAX_BLOCK addresses need `force`; limit=False (exclusions: nothing is scanned)
+    lifts both size limits. Duplicates are dropped, order kept.
     """
     if not isinstance(text, str) or not text.strip():
         raise TargetError("empty target")
@@ -53,7 +59,7 @@ def parse_targets(text: str, family: int | None = None, force: bool = False) -> 
         item = raw.strip()
         if not item:
             raise TargetError(f"empty item in target list {text!r}")
-        spec = _parse_one(item, family, force)
+        spec = _parse_one(item, family, force, limit)
         key = str(spec.network or spec.address or spec.name.lower())
         if key not in seen:
             seen.add(key)
@@ -61,9 +67,20 @@ def parse_targets(text: str, family: int | None = None, force: bool = False) -> 
     return specs
 
 
-def _parse_one(item: str, family: int | None, force: bool) -> TargetSpec:
+def split_target_text(text: str) -> list[str]:
+    """The items of a target file (-iL, --excludefile): separated by whitespace, newlines or
+    commas, as nmap reads them; '#' starts a comment that runs to the end of the line."""
+    items = []
+    for line in text.splitlines():
+        items.extend(word for word in line.partition("#")[0].replace(",", " ").split())
+    return items
+
+
+def _parse_one(item: str, family: int | None, force: bool, limit: bool = True) -> TargetSpec:
     if "/" in item:
-        return _parse_block(item, family, force)
+        return _parse_block(item, family, force, limit)
+    if "-" in item and _range_start(item) is not None:
+        return _parse_range(item, family, force, limit)
     bare = item[1:-1] if item.startswith("[") and item.endswith("]") else item
     try:
         address = ipaddress.ip_address(bare)
@@ -87,7 +104,48 @@ def _looks_numeric(item: str) -> bool:
     return len(parts) > 1 and all(part.isdigit() for part in parts)
 
 
-def _parse_block(item: str, family: int | None, force: bool) -> TargetSpec:
+def _range_start(item: str) -> IPAddress | None:
+    """The address before the '-' of a range, or None: then the item is a name (db-1.example)."""
+    try:
+        return ipaddress.ip_address(item.partition("-")[0])
+    except ValueError:
+        return None
+
+
+def _parse_range(item: str, family: int | None, force: bool, limit: bool) -> TargetSpec:
+    """'127.0.1.1-254' (the last octet, as nmap) or '127.0.1.1-127.0.1.9' (two addresses)."""
+    start_text, _, end_text = item.partition("-")
+    first = ipaddress.ip_address(start_text)
+    if first.version == 4 and end_text.isascii() and end_text.isdigit():
+        if len(end_text) > 3 or int(end_text) > 255:
+            raise TargetError(f"bad range {item!r}: the last octet runs to 255 at most")
+        last = ipaddress.ip_address(int(first) - int(first) % 256 + int(end_text))
+    else:
+        try:
+            last = ipaddress.ip_address(end_text)
+        except ValueError:
+            raise TargetError(f"bad range {item!r}: give 127.0.1.1-254 or 127.0.1.1-127.0.1.9") from None
+    if last.version != first.version:
+        raise TargetError(f"bad range {item!r}: both ends must be of one address family")
+    if int(last) < int(first):
+        raise TargetError(f"bad range {item!r}: it is reversed (start > end)")
+    _check_family(item, first.version, family)
+    span = AddressRange(first, last)
+    if limit:
+        _check_size(item, span.num_addresses, first.version, force)
+    return TargetSpec(item, network=span)
+
+
+def _check_size(item: str, size: int, version: int, force: bool) -> None:
+    if size > MAX_FORCED_BLOCK:
+        raise TargetError(f"network {item!r} has {size} addresses; at most {MAX_FORCED_BLOCK} even with --force")
+    if size > MAX_BLOCK and not force:
+        smallest = 32 - 16 if version == 4 else 128 - 16
+        raise TargetError(f"network {item!r} has {size} addresses; the limit is /{smallest} ({MAX_BLOCK}) "
+                          f"without --force")
+
+
+def _parse_block(item: str, family: int | None, force: bool, limit: bool = True) -> TargetSpec:
     address_text, _, prefix = item.partition("/")
     if not (prefix.isascii() and prefix.isdigit()):
         raise TargetError(f"bad network {item!r}: the prefix length must be a number")
@@ -96,13 +154,8 @@ def _parse_block(item: str, family: int | None, force: bool) -> TargetSpec:
     except ValueError as exc:
         raise TargetError(f"bad network {item!r}: {exc}") from None
     _check_family(item, network.version, family)
-    size = network.num_addresses
-    if size > MAX_FORCED_BLOCK:
-        raise TargetError(f"network {item!r} has {size} addresses; at most {MAX_FORCED_BLOCK} even with --force")
-    if size > MAX_BLOCK and not force:
-        smallest = 32 - 16 if network.version == 4 else 128 - 16
-        raise TargetError(f"network {item!r} has {size} addresses; the limit is /{smallest} ({MAX_BLOCK}) "
-                          f"without --force")
+    if limit:
+        _check_size(item, network.num_addresses, network.version, force)
     return TargetSpec(item, network=network)
 
 

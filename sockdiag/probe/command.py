@@ -1,20 +1,24 @@
 """`sockdiag probe HOST PORTS`: the concurrent connect scanner (like nmap -sT, nc -z).
 
-This module parses and resolves targets, sizes the engine (probe.scanner) from the open-file
-limit and the CPUs, and prints results in job order as they become final.
+This module takes what to scan from probe.selection (targets, exclusions, ports), sizes the
+engine (probe.scanner) from the open-file limit and the CPUs, and prints results in job order
+(per host, ports ascending) as they become final, whatever order the attempts ran in.
 """
 
 from __future__ import annotations
 
-import socket
+import time
 
-from sockdiag import platform
-from sockdiag.core.errors import SockdiagError, UsageError
-from sockdiag.core.portspec import parse_ports
-from sockdiag.probe.scanner import ERROR, FILTERED, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs, ScanConfig
+from sockdiag import __version__, platform
+from sockdiag.core import grepable
+from sockdiag.core.errors import UsageError
+from sockdiag.probe.scanner import (ERROR, FILTERED, HOST_TIMEOUT, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs,
+                                    ScanConfig)
 from sockdiag.probe.pool import Scanner
+from sockdiag.core import banners, udppayloads
+from sockdiag.core.rtt import INITIAL_TIMEOUT
 from sockdiag.core.status import ExitStatus
-from sockdiag.core.targets import TargetSpec, parse_targets
+from sockdiag.probe import selection, tlscheck
 
 KEYS = ("host", "port", "proto", "state", "service", "rtt_ms", "errno")
 BANNER_BYTES = 512
@@ -28,77 +32,19 @@ _TICK = 0.1  # seconds between output flushes and progress redraws
 def run(args, env) -> int:
     """Scan, print results in order, return 0 if any port is open, else 1 (130 on Ctrl-C)."""
     proto = "udp" if args.udp else "tcp"
-    spec = "-" if "-" in args.ports else ",".join(args.ports)  # probe HOST 80 443 = probe HOST 80,443
     if args.tcp and args.udp:
         raise UsageError("-t (TCP) and -u (UDP) exclude each other")
-    ports = parse_ports(spec, lambda name: platform.service_port(name, proto))
-    specs = parse_targets(args.host, args.family, args.force)
-    hosts = resolve(specs, args.family, env)
-    jobs = Jobs(hosts, ports)
+    tlscheck.check_options(args)  # before any name is resolved: a usage error is the only line
+    host_text, port_words = selection.split_positionals(args)
+    ports = selection.choose_ports(args, port_words, proto)
+    specs = selection.target_specs(args, host_text, env)
+    hosts = selection.resolve(specs, args.family, env, selection.exclusions(args, env))
+    jobs = Jobs(hosts, ports, randomize=not args.no_randomize)
     config, shards = plan(args, jobs, env)
-    out = Output(args, env, proto, hosts)
+    out = Output(args, env, proto, hosts, ports)
+    if getattr(args, "tls", False):  # a second phase after the scan: TLS on the open ports
+        out = tlscheck.TlsPhase(out, args, specs, env)
     return _scan(jobs, config, shards, out, env)
-
-
-# --- targets ------------------------------------------------------------------------------------
-
-def resolve(specs: list[TargetSpec], family: int | None, env) -> list[Host]:
-    """TargetSpecs -> Hosts. Names go through getaddrinfo; with neither -4 nor -6 a name's first
-    IPv4 address is scanned (as nmap does), else its first IPv6 one. A name that does not
-    resolve is skipped with a warning when other targets remain, else an error (exit 1)."""
-    hosts: list[Host] = []
-    seen: set[tuple] = set()
-    failures = []
-    for spec in specs:
-        try:
-            host = _resolve_one(spec, family, env)
-        except socket.gaierror as exc:
-            failures.append(f"{spec.text}: {platform.describe_gaierror(exc)}")
-            continue
-        key = (host.family, str(host.addresses if host.count > 1 else host.address(0)), host.scope_id)
-        if key not in seen:
-            seen.add(key)
-            hosts.append(host)
-    if failures and not hosts:
-        raise SockdiagError(failures[0] if len(failures) == 1 else "no target resolved: " + "; ".join(failures))
-    if failures:  # one line however many names failed: stderr stays readable in a pipeline
-        env.warn("not scanned: " + "; ".join(failures))
-    return hosts
-
-
-def _resolve_one(spec: TargetSpec, family: int | None, env) -> Host:
-    if spec.network is not None:
-        net = spec.network
-        return Host(socket.AF_INET if net.version == 4 else socket.AF_INET6, net, count=net.num_addresses)
-    if spec.address is not None:
-        address = spec.address
-        if address.version == 4:
-            return Host(socket.AF_INET, [str(address)])
-        scope = _scope_id(spec, getattr(address, "scope_id", None))
-        return Host(socket.AF_INET6, [str(address).partition("%")[0]], scope_id=scope, label=str(address))
-    wanted = {4: socket.AF_INET, 6: socket.AF_INET6}.get(family, socket.AF_UNSPEC)
-    infos = socket.getaddrinfo(spec.name, None, wanted, socket.SOCK_STREAM)
-    addresses = [(fam, sockaddr) for fam, _, _, _, sockaddr in infos if fam in (socket.AF_INET, socket.AF_INET6)]
-    if not addresses:
-        raise socket.gaierror(getattr(socket, "EAI_NODATA", getattr(socket, "EAI_NONAME", -2)), "no address")
-    v4 = [item for item in addresses if item[0] == socket.AF_INET]
-    fam, sockaddr = v4[0] if (v4 and wanted == socket.AF_UNSPEC) else addresses[0]
-    others = sorted({sa[0] for _, sa in addresses} - {sockaddr[0]})
-    env.info(f"{spec.name} is {sockaddr[0]}" + (f" (not scanned: {', '.join(others)})" if others else ""))
-    scope = sockaddr[3] if fam == socket.AF_INET6 else 0
-    return Host(fam, [sockaddr[0].partition("%")[0]], scope_id=scope, label=sockaddr[0])
-
-
-def _scope_id(spec: TargetSpec, scope: str | None) -> int:
-    """An IPv6 zone ('fe80::1%eth0', '%2') as an interface index."""
-    if not scope:
-        return 0
-    if scope.isascii() and scope.isdigit():
-        return int(scope)
-    try:
-        return socket.if_nametoindex(scope)
-    except (OSError, AttributeError):
-        raise UsageError(f"bad address {spec.text!r}: no interface named {scope!r}") from None
 
 
 # --- sizing -------------------------------------------------------------------------------------
@@ -122,38 +68,44 @@ def plan(args, jobs: Jobs, env) -> tuple[ScanConfig, int]:
         concurrency = min(concurrency, cap * shards)
     shards = min(shards, concurrency)
     report = frozenset(STATES) if args.all else frozenset({OPEN, OPEN_FILTERED} if args.udp else {OPEN})
-    config = ScanConfig(udp=args.udp, timeout=args.timeout, retries=args.retries, concurrency=concurrency,
-                        rate=args.rate, banner=args.banner, banner_wait=args.timeout, banner_bytes=BANNER_BYTES,
-                        report=report, close=args.close)
+    host_timeout = getattr(args, "host_timeout", None)
+    if host_timeout is not None:
+        report |= {HOST_TIMEOUT}  # Output warns about the host, and prints the rows with -a only
+    close = args.close or ("fin" if args.banner else "rst")  # a banner read ends with FIN unless asked
+    config = ScanConfig(udp=args.udp, timeout=args.timeout or INITIAL_TIMEOUT, retries=args.retries,
+                        concurrency=concurrency, rate=args.rate, banner=args.banner,
+                        banner_wait=getattr(args, "banner_wait", 1.0), banner_bytes=BANNER_BYTES, report=report,
+                        close=close, adaptive=args.timeout is None and not args.udp, host_timeout=host_timeout,
+                        udp_payloads=udppayloads.payloads(jobs.ports) if args.udp else None)
+    timeout = "adaptive timeouts" if config.adaptive else f"timeout {config.timeout:g} s"
     env.info(f"{jobs.total} attempts, {concurrency} in flight at most, {shards} scanner thread(s), "
-             f"timeout {args.timeout:g} s, {args.retries} retries", level=2)
+             f"{timeout}, {args.retries} retries", level=2)
     return config, shards
 
 
 # --- output -------------------------------------------------------------------------------------
 
 def printable(data: bytes) -> str:
-    """Bytes as one line of printable ASCII: \\r \\n \\t \\\\ and \\xNN escapes; trailing line
-    ends dropped (an SSH or SMTP banner ends with CRLF)."""
-    out = []
-    for byte in data.rstrip(b"\r\n\0"):
-        if byte == 0x5C:
-            out.append("\\\\")
-        elif 0x20 <= byte < 0x7F:
-            out.append(chr(byte))
-        elif byte in (0x0A, 0x0D, 0x09):
-            out.append({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}[byte])
-        else:
-            out.append(f"\\x{byte:02x}")
-    return "".join(out)
+    """Bytes as one line of printable ASCII (core.banners.escape), trailing line ends dropped."""
+    return banners.escape(data.rstrip(b"\r\n\0"))
 
 
 class Output:
     """Writes result rows as text (`HOST PORT PROTO STATE SERVICE [DETAIL]`), JSON Lines or CSV."""
 
-    def __init__(self, args, env, proto: str, hosts: list[Host]):
+    def __init__(self, args, env, proto: str, hosts: list[Host], ports=None):
         self.env, self.proto, self.fmt, self.banner = env, proto, args.output, args.banner
-        self.keys = KEYS + (("banner",) if args.banner else ())
+        self.nports = len(ports) if ports else 1
+        self.addresses = sum(host.count for host in hosts)
+        self._grep = grepable.HostLines() if self.fmt == "grep" else None
+        if self._grep is not None:  # nmap -oG's comment line first
+            env.print(grepable.header(__version__, time.strftime(grepable.DATE_FORMAT), self.addresses,
+                                      self.nports, proto))
+        self.keys = KEYS + (("banner", "banner_b64") if args.banner else ()) + tlscheck.keys(args)
+        self.tls = None  # probe.tlscheck.TlsPhase with --tls, once it has checked: the rows' TLS fields
+        self.all, self._timed_out = args.all, set()  # --host-timeout: hosts warned about
+        self._plain_keys = len(KEYS) + (2 if args.banner else 0)  # more: --tls columns, filled in later
+        self._early: dict[int, str] = {}  # job index -> its line, formatted by prepare()
         self._services: dict[int, str | None] = {}
         self.host_width = max((host.width() for host in hosts), default=1)
         shown = STATES if args.all else ((OPEN, OPEN_FILTERED) if args.udp else (OPEN,))
@@ -172,26 +124,92 @@ class Output:
             self._services[port] = platform.service_name(port, self.proto)
         return self._services[port]
 
+    def prepare(self, results) -> None:
+        """Format results that are final but still wait for earlier jobs (the scan is mostly idle
+        by then, waiting for silent ports), so the end of a scan only writes them: a 1000-port
+        tail of JSON rows costs tens of ms. Not for -o grep or --tls rows, completed later."""
+        if self._grep is not None or len(self.keys) != self._plain_keys:
+            return
+        early = self._early
+        for result in results:
+            if result[0] not in early:
+                early[result[0]] = self._row_line(result[1:])
+
     def rows(self, results) -> None:
         write = self.env.write
         lines = []
-        for _, ip, port, state, rtt, errno_name, banner in results:
-            row = {"host": ip, "port": port, "proto": self.proto, "state": state, "service": self.service(port),
-                   "rtt_ms": None if rtt is None else round(rtt * 1000.0, 3), "errno": errno_name}
-            if self.banner:
-                row["banner"] = printable(banner) if banner else None
+        early = self._early
+        for index, ip, port, state, rtt, errno_name, banner in results:
+            if early:
+                line = early.pop(index, None)
+                if line is not None:
+                    if line:
+                        lines.append(line)
+                    continue
+            if state == HOST_TIMEOUT and not self._host_timed_out(ip):
+                continue
+            if self._grep is not None:  # -o grep: one line per host, written once the host is done
+                version = banners.text(banner) if self.banner and banner else None
+                entry = grepable.port_entry(port, state, self.proto, self.service(port), version)
+                lines.append(self._grep.add(index // self.nports, ip, entry))
+                continue
+            row = self._row(ip, port, state, rtt, errno_name, banner)
+            if self.tls is not None:
+                row.update(self.tls.fields(ip, port, self.fmt))
             lines.append(self._line(row))
         if lines:
             self.env.progress_done()  # a terminal shows stdout and stderr on one screen
             write("".join(lines))
             self.env.flush()
 
+    def _row(self, ip: str, port: int, state: str, rtt, errno_name, banner) -> dict:
+        row = {"host": ip, "port": port, "proto": self.proto, "state": state, "service": self.service(port),
+               "rtt_ms": None if rtt is None else round(rtt * 1000.0, 3), "errno": errno_name}
+        if self.banner:  # text: one escaped, cut line; JSON/CSV: exact (see core.banners.fields)
+            if self.fmt == "text":
+                row["banner"] = banners.text(banner)
+            else:
+                row["banner"], row["banner_b64"] = banners.fields(banner)
+        return row
+
+    def _row_line(self, result) -> str:
+        """One result's line for prepare(): '' when it is not printed (host-timeout without -a)."""
+        ip, port, state, rtt, errno_name, banner = result
+        if state == HOST_TIMEOUT and not self._host_timed_out(ip):
+            return ""
+        return self._line(self._row(ip, port, state, rtt, errno_name, banner))
+
+    def _host_timed_out(self, ip: str) -> bool:
+        """A host-timeout row: warn once per host; print it with -a only."""
+        if ip not in self._timed_out:
+            self._timed_out.add(ip)
+            self.env.progress_done()
+            self.env.warn(f"{ip}: host timeout: its ports not decided by then are not scanned")
+        return self.all
+
+    def hosts_done(self, mark: int) -> None:
+        """-o grep: write the host being collected once every job below `mark` is final and its
+        jobs all lie below it (the host is finished), without waiting for the next host's rows."""
+        grep = self._grep
+        if grep is not None and grep.key is not None and mark >= (grep.key + 1) * self.nports:
+            self.env.progress_done()
+            self.env.write(grep.flush())
+            self.env.flush()
+
+    def finish(self, elapsed: float, interrupted: bool = False) -> None:
+        """-o grep: the last host's line and nmap's closing comment line."""
+        if self._grep is not None:
+            self.env.write(self._grep.flush())
+            self.env.print(grepable.footer(time.strftime(grepable.DATE_FORMAT), self.addresses, self._grep.shown,
+                                           elapsed, interrupted))
+
     def _line(self, row: dict) -> str:
         if self.fmt == "json":
             return self._json_line(row, self.keys) + "\n"
         if self.fmt == "csv":
             return self._csv_lines([row], self.keys, header=False)[0] + "\n"
-        detail = row.get("banner") or (row["errno"] if row["state"] in (ERROR, UNREACHABLE) else None)
+        detail = " ".join(filter(None, (row.get("tls_text"), row.get("banner")))) or (
+            row["errno"] if row["state"] in (ERROR, UNREACHABLE) else None)
         text = (f"{row['host']:<{self.host_width}}  {row['port']:<5}  {self.proto}  "
                 f"{row['state']:<{self.state_width}}  {row['service'] or '-'}")
         if detail:
@@ -209,11 +227,22 @@ def _summary(scanner: Scanner, jobs: Jobs, elapsed: float, proto: str, env) -> N
     env.info(line)
 
 
-def _progress(scanner: Scanner, jobs: Jobs, elapsed: float, env) -> None:
+def _watermark(scanner: Scanner) -> int:
+    """Every job below it is final (read before Scanner.ready, which drains up to its own)."""
+    return min((shard.watermark for shard in scanner.shards), default=0)
+
+
+def _progress(scanner: Scanner, jobs: Jobs, elapsed: float, mark: int, env) -> None:
+    """`probe: 12/254 hosts, 30480/254000 (12%), 3 open, 0 filtered, 4 s, ETA 25 s`, redrawn on
+    a terminal only (Env.progress); hosts count as done once all their ports are final."""
+    if not env.stderr_isatty:
+        return
     done, total = scanner.done, max(1, jobs.total)
     counts = scanner.counts()
-    env.progress(f"probe: {done}/{jobs.total} ({100 * done // total}%), {counts[OPEN]} open, "
-                 f"{counts[FILTERED]} filtered, {elapsed:.0f} s")
+    hosts = min(jobs.host_count, mark // max(1, len(jobs.ports)))
+    eta = f", ETA {elapsed * (jobs.total - done) / done:.0f} s" if done and elapsed >= 1 else ""
+    env.progress(f"probe: {hosts}/{jobs.host_count} hosts, {done}/{jobs.total} ({100 * done // total}%), "
+                 f"{counts[OPEN]} open, {counts[FILTERED]} filtered, {elapsed:.0f} s{eta}")
 
 
 # --- the scan -----------------------------------------------------------------------------------
@@ -227,16 +256,20 @@ def _scan(jobs: Jobs, config: ScanConfig, shards: int, out: Output, env) -> int:
         scanner.start()
         while True:
             finished = scanner.wait(_TICK)
+            mark = _watermark(scanner)
             out.rows(scanner.ready())
+            out.hosts_done(mark)
             if finished:
                 break
-            _progress(scanner, jobs, clock() - started, env)
+            out.prepare(scanner.waiting())
+            _progress(scanner, jobs, clock() - started, mark, env)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         rest = scanner.stop()
         env.progress_done()
     out.rows(rest)  # empty after a complete scan; what was found so far after Ctrl-C or an error
+    out.finish(clock() - started, interrupted)
     if interrupted:
         _summary(scanner, jobs, clock() - started, out.proto, env)
         env.note("interrupted")

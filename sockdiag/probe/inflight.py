@@ -6,6 +6,7 @@ import heapq
 import socket
 from collections import deque
 
+from sockdiag.core.rtt import RttTable
 from sockdiag.probe.poller import Poller
 from sockdiag.probe.results import Tally
 
@@ -20,6 +21,10 @@ class Attempt:
         self.rtt = None
         self.banner = b""
 
+    def __lt__(self, other: "Attempt") -> bool:
+        """Only for equal (deadline, fd) pairs in the deadline heap: never in practice."""
+        return self.index < other.index
+
 
 class InFlight:
     """Sockets waiting on the poller: fd -> attempt, each with its deadline, and closing them.
@@ -32,11 +37,19 @@ class InFlight:
     says (a self-connect). Decided once per shard, so drop() only tests for None.
     """
 
-    def __init__(self, timeout: float, linger: bytes | None, rst: bytes, tally: Tally):
+    def __init__(self, timeout: float, linger: bytes | None, rst: bytes, tally: Tally, *,
+                 rtt: RttTable | None = None, host_timeout: float | None = None, nports: int = 1):
         self.timeout = timeout
         self.linger, self._rst = linger, rst
         self.table: dict[int, Attempt] = {}
-        self.deadlines: deque = deque()  # (deadline, fd, attempt): one timeout, so FIFO is sorted
+        # (deadline, fd, attempt). One fixed timeout (-w): a FIFO, sorted by construction, and the
+        # cheapest. Adaptive timeouts or --host-timeout make deadlines differ per attempt: a heap.
+        self.rtt, self.host_timeout, self.nports = rtt, host_timeout, nports
+        self.heap = rtt is not None or host_timeout is not None
+        self.deadlines: deque | list = [] if self.heap else deque()
+        self.host_deadlines: dict[int, float] = {}  # host index -> when --host-timeout gives it up
+        if self.heap:
+            self.watch = self._watch_timed
         self.banner_deadlines: deque = deque()
         self.poller: Poller | None = None
         self._live, self._live_heap, self._started = tally.live, tally.live_heap, tally.started
@@ -52,6 +65,21 @@ class InFlight:
         self.poller.register(fd, events)
         self.table[fd] = attempt
         self.deadlines.append((attempt.start + self.timeout, fd, attempt))
+        if attempt.index not in self._live:
+            self._live.add(attempt.index)
+            heapq.heappush(self._live_heap, attempt.index)
+
+    def _watch_timed(self, sock, attempt: Attempt, events: int) -> None:
+        """watch() with a deadline of the attempt's own: the host's adaptive timeout, and never
+        past the host's --host-timeout."""
+        fd = sock.fileno()
+        self.poller.register(fd, events)
+        self.table[fd] = attempt
+        host = attempt.index // self.nports
+        deadline = attempt.start + (self.rtt.timeout(host) if self.rtt is not None else self.timeout)
+        if self.host_timeout is not None:
+            deadline = min(deadline, self.host_deadlines.get(host, deadline))
+        heapq.heappush(self.deadlines, (deadline, fd, attempt))
         if attempt.index not in self._live:
             self._live.add(attempt.index)
             heapq.heappush(self._live_heap, attempt.index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import random
 from collections.abc import Sequence
 
 from sockdiag.probe.results import OPEN
@@ -19,12 +20,17 @@ class ScanConfig:
     def __init__(self, *, udp: bool = False, timeout: float = 1.0, retries: int = 0, concurrency: int = 1024,
                  rate: float | None = None, banner: bool = False, banner_wait: float = 1.0,
                  banner_bytes: int = 512, udp_payload: bytes = b"", report: frozenset = frozenset({OPEN}),
-                 close: str = "rst"):
+                 close: str = "rst", adaptive: bool = False, host_timeout: float | None = None,
+                 udp_payloads: dict | None = None):
         if close not in ("rst", "fin"):
             raise ValueError(f"close must be 'rst' or 'fin', not {close!r}")
         self.udp, self.timeout, self.retries, self.concurrency = udp, timeout, retries, concurrency
         self.rate, self.banner, self.banner_wait, self.banner_bytes = rate, banner, banner_wait, banner_bytes
         self.udp_payload, self.close = udp_payload, close
+        # adaptive: timeout is only the initial value; each host's comes from its round trips
+        # (core.rtt). host_timeout: seconds after a host's first attempt when its ports left are
+        # given up. udp_payloads: port -> datagram (core.udppayloads), else udp_payload.
+        self.adaptive, self.host_timeout, self.udp_payloads = adaptive, host_timeout, udp_payloads or {}
         self.report = report  # results of these states are handed back; the others only counted
 
     def replace(self, **changes) -> "ScanConfig":
@@ -53,10 +59,25 @@ class Host:
         return max(len(self.address(0)), len(self.address(self.count - 1)))
 
 
-class Jobs:
-    """hosts x ports, numbered host-major: job i is host i // len(ports), port i % len(ports)."""
+GROUP_JOBS = 1 << 14  # jobs per host group in random order (see Jobs): its results wait for the whole group
 
-    def __init__(self, hosts: Sequence[Host], ports: Sequence[int]):
+
+class Jobs:
+    """hosts x ports, numbered host-major: job i is host i // len(ports), port i % len(ports).
+    That numbering is the output order (per host, ports ascending).
+
+    The attempt order is a second numbering: attempt `position` starts job index(position).
+    Sequential: the same number. Randomised (probe's default, --no-randomize turns it off):
+    the hosts are taken in groups of about GROUP_JOBS jobs, in order, as nmap's host groups;
+    inside a group every round visits each host once, in a shuffled host order, and each host
+    walks a shuffled port order from a starting point of its own. So no host or port is swept
+    in sequence, yet a group's hosts finish together and their output streams group by group.
+    The mapping is arithmetic over a port permutation (len(ports)) and one group's host
+    permutation: memory stays flat however many jobs there are.
+    """
+
+    def __init__(self, hosts: Sequence[Host], ports: Sequence[int], randomize: bool = False,
+                 seed: int | None = None, group_jobs: int = GROUP_JOBS):
         self.hosts, self.ports = hosts, ports
         self._starts: list[int] = []
         total = 0
@@ -65,11 +86,65 @@ class Jobs:
             total += host.count
         self.host_count = total
         self.total = total * len(ports)
+        nports = max(1, len(ports))
+        self.randomize = randomize and self.total > 1
+        # hosts per group: whole groups of about group_jobs jobs (at least one host)
+        self.group_hosts = max(1, min(total, group_jobs // nports)) if self.randomize else max(1, total)
+        self.group_size = self.group_hosts * nports  # jobs (and attempt positions) per full group
+        if self.randomize:
+            self.seed = random.getrandbits(64) if seed is None else seed
+            order = list(range(nports))
+            random.Random(self.seed).shuffle(order)
+            self._port_order = order + order  # twice: index() looks up round + shift without a modulo
+            self._group: tuple = (-1, -1, 0, (), ())
+            self._groups: dict[int, tuple] = {}
+        # target() remembers the hosts of a group or two: the launcher asks per attempt when randomised
+        self._targets: dict[int, tuple] = {}
+        self._targets_limit = 2 * self.group_hosts if self.randomize else 16
 
     def target(self, host_index: int) -> tuple[int, str, int, str]:
         """(family, ip text, scope id, printed label) of the host_index-th address of all hosts."""
-        k = bisect.bisect_right(self._starts, host_index) - 1
-        host = self.hosts[k]
-        ip = host.address(host_index - self._starts[k])
-        return host.family, ip, host.scope_id, host.label or ip
+        found = self._targets.get(host_index)
+        if found is None:
+            if len(self._targets) > self._targets_limit:
+                self._targets = {}
+            k = bisect.bisect_right(self._starts, host_index) - 1
+            host = self.hosts[k]
+            ip = host.address(host_index - self._starts[k])
+            found = self._targets[host_index] = (host.family, ip, host.scope_id, host.label or ip)
+        return found
 
+    def index(self, position: int) -> int:
+        """The job the position-th attempt starts (the launcher calls it only when randomised)."""
+        start, end, count, offsets, shifts = self._group
+        if not start <= position < end:  # a new group, or a thread shard in a neighbouring one
+            group = position // self.group_size
+            found = self._groups.get(group)
+            if found is None:
+                if len(self._groups) >= 4:  # shards stay within a group or two of each other
+                    self._groups = {}
+                found = self._groups[group] = self._make_group(group)
+            start, end, count, offsets, shifts = self._group = found
+        round_, slot = divmod(position - start, count)
+        return offsets[slot] + self._port_order[round_ + shifts[slot]]
+
+    def floor(self, position: int) -> int:
+        """The lowest job index that attempt `position` or a later one can start: every job
+        below it was started by an earlier attempt (the scanner's watermark rests on this)."""
+        if not self.randomize or position >= self.total:
+            return min(position, self.total)
+        return position - position % self.group_size
+
+    def _make_group(self, group: int) -> tuple:
+        """(first position, end, hosts, job offset per slot, port start per slot) of a group:
+        the same in every shard (thread or forked process), from the seed and the group number."""
+        nports = len(self.ports)
+        first_host = group * self.group_hosts
+        count = min(self.group_hosts, self.host_count - first_host)
+        rng = random.Random(self.seed + group + 1)
+        hosts = list(range(first_host, first_host + count))
+        rng.shuffle(hosts)
+        offsets = tuple(host * nports for host in hosts)
+        shifts = tuple(rng.randrange(nports) for _ in range(count))
+        start = first_host * nports
+        return start, start + count * nports, count, offsets, shifts

@@ -12,9 +12,10 @@ from sockdiag.core.errors import SockdiagError
 from sockdiag.probe.completions import Completions
 from sockdiag.probe.inflight import Attempt, InFlight
 from sockdiag.probe.jobs import Jobs, ScanConfig
-from sockdiag.probe.results import CLOSED, ERROR, Tally, classify
+from sockdiag.probe.results import CLOSED, ERROR, HOST_TIMEOUT, Tally, classify
 
 _BATCH = 512  # launches between two polls: results flow, and a stop request is seen quickly
+_NEVER = float("inf")
 
 
 class TokenBucket:
@@ -25,7 +26,9 @@ class TokenBucket:
     def __init__(self, rate: float):
         self.rate = rate
         self.next_slot = 0.0  # when the next token is due, after take() said no
-        self._burst = max(1.0, rate / 100.0)
+        # 10 ms of attempts, and at least 2 ms of slack: a poll that wakes a little late
+        # (epoll counts in ms) keeps its credit instead of lowering a slow rate by up to 10%
+        self._burst = max(1.0 + rate * 0.002, rate / 100.0)
         self._tokens, self._time = 0.0, None
 
     def take(self, now: float) -> bool:
@@ -76,6 +79,10 @@ class Launcher:
         self._type_flags = platform.probe_socket_type_flags()
         self._stype = (socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM) | self._type_flags
         self._refused = platform.errno_code("ECONNREFUSED")
+        self._rtt = inflight.rtt  # adaptive timeouts: RTT samples (None: a fixed -w)
+        self._host_timeout = config.host_timeout
+        self._host_deadlines = inflight.host_deadlines
+        self._host_deadline = _NEVER
 
     def launch(self) -> int:
         """Start up to _BATCH attempts. Returns 0: no work left to start; 1: more can start now;
@@ -87,7 +94,8 @@ class Launcher:
         """
         jobs, inflight, retry, live = self.jobs, self._table, self._retry, self._tally.live
         ports, nports, total, step = jobs.ports, len(jobs.ports), jobs.total, self.step
-        udp, payload, clock = self.config.udp, self.config.udp_payload, self.clock
+        order = jobs.index if jobs.randomize else None
+        udp, payload, payloads, clock = self.config.udp, self.config.udp_payload, self.config.udp_payloads, self.clock
         take_token = self.bucket.take if self.bucket else None
         new_socket, stype, set_nonblocking = self.socket_factory, self._stype, not self._type_flags
         in_progress, refused, sol, so_error = self._in_progress, self._refused, socket.SOL_SOCKET, socket.SO_ERROR
@@ -95,6 +103,8 @@ class Launcher:
         watch, poller = self._inflight.watch, self._inflight.poller
         family, ip, scope, label = self._host
         v4 = family == socket.AF_INET
+        host_deadline, host_timeout, rtt, sample_due = self._host_deadline, self._host_timeout, self._rtt, True
+        host_deadlines = self._host_deadlines
         nxt, closed, state = self.next, 0, 1
         try:
             for _ in range(_BATCH):
@@ -104,11 +114,26 @@ class Launcher:
                 if retry:
                     index, tries = retry[0]
                 elif nxt < total:
-                    index, tries = nxt, 0
+                    index, tries = (order(nxt) if order else nxt), 0  # attempt position -> job
                 else:
                     state = 0
                     break
+                host_index, port_index = divmod(index, nports)
+                if host_index != self._host_index:
+                    self._host_index, self._host = host_index, jobs.target(host_index)
+                    family, ip, scope, label = self._host
+                    v4 = family == socket.AF_INET
+                    if host_timeout is not None:
+                        host_deadline = self._host_deadline = self._deadline_of(host_index)
                 now = clock()
+                if now >= host_deadline and now >= self._refresh_deadline(host_index):
+                    # --host-timeout gave this host up: no socket, no --rate token
+                    if retry:
+                        retry.popleft()
+                    else:
+                        nxt += step
+                    self._finish(index, label, ports[port_index], HOST_TIMEOUT, None, None, None)
+                    continue
                 if take_token and not take_token(now):
                     state = 3
                     break
@@ -116,11 +141,6 @@ class Launcher:
                     retry.popleft()
                 else:
                     nxt += step
-                host_index, port_index = divmod(index, nports)
-                if host_index != self._host_index:
-                    self._host_index, self._host = host_index, jobs.target(host_index)
-                    family, ip, scope, label = self._host
-                    v4 = family == socket.AF_INET
                 port = ports[port_index]
                 try:
                     sock = new_socket(family, stype)
@@ -134,7 +154,7 @@ class Launcher:
                         sock.setblocking(False)
                     sockaddr = (ip, port) if v4 else (ip, port, 0, scope)
                     if udp:
-                        err = _udp_send(sock, sockaddr, payload)
+                        err = _udp_send(sock, sockaddr, payloads.get(port, payload))
                         if not err:  # sent, no error yet: wait for a reply or an ICMP error
                             watch(sock, Attempt(sock, index, label, port, tries, now), poller.IN)
                             continue
@@ -156,6 +176,11 @@ class Launcher:
                 sock.close()
                 if err == refused:
                     closed += 1
+                    if host_timeout is not None:  # the host answered: its --host-timeout starts again
+                        host_deadlines[host_index] = now + host_timeout
+                    if rtt is not None and sample_due:  # one sample per batch: cheap
+                        rtt.sample(host_index, clock() - now)
+                        sample_due = False
                     if report_closed:
                         out.append((index, label, port, CLOSED, clock() - now, "ECONNREFUSED", None))
                     if tries:
@@ -173,6 +198,19 @@ class Launcher:
             self._tally.counts[CLOSED] += closed
             self._tally.done += closed
         return state
+
+    def _refresh_deadline(self, host_index: int) -> float:
+        """The host's --host-timeout deadline as it is now (answers move it later)."""
+        self._host_deadline = self._host_deadlines.get(host_index, _NEVER)
+        return self._host_deadline
+
+    def _deadline_of(self, host_index: int) -> float:
+        """When --host-timeout gives the host up: SEC after its first attempt in this shard, or
+        after its latest answer (a refusal here, any answer in Completions.ready)."""
+        deadline = self._host_deadlines.get(host_index)
+        if deadline is None:
+            deadline = self._host_deadlines[host_index] = self.clock() + self._host_timeout
+        return deadline
 
     def _failed(self, index: int, label: str, port: int, tries: int, err: int | None, now: float) -> bool:
         """An attempt that failed at once (other than a plain refusal). False: the machine ran

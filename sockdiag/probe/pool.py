@@ -25,6 +25,7 @@ from sockdiag.probe.scanner import STATES, Jobs, Result, ScanConfig, Shard
 from sockdiag.core.status import ExitStatus
 
 _STOP_GRACE = 10.0  # seconds a stopped shard process gets to close its sockets and report
+_HELD_OVER_FORK = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
 
 
 class Scanner:
@@ -42,6 +43,7 @@ class Scanner:
         self.shards: list = self._local
         self._threads: list[threading.Thread] = []
         self._pending: list[Result] = []
+        self._fresh: list[Result] = []  # see waiting()
 
     # --- totals over shards ---------------------------------------------------------------------
 
@@ -66,7 +68,7 @@ class Scanner:
         if self.processes:
             self.shards = remotes = []  # filled as they start, so stop() reaps exactly those
             for shard in self._local:
-                remotes.append(_RemoteShard.fork(shard, remotes))
+                _RemoteShard.fork(shard, remotes)  # appends itself before a signal can interrupt
             return
         for k, shard in enumerate(self._local):
             thread = threading.Thread(target=shard.run, name=f"sockdiag-scan-{k}", daemon=True)
@@ -85,14 +87,24 @@ class Scanner:
     def ready(self) -> list[Result]:
         """Reportable results whose every predecessor job is finished, in job order."""
         mark = min((shard.watermark for shard in self.shards), default=0)  # read before draining
+        fresh = self._fresh
         for shard in self.shards:
             out = shard.out
             while out:
-                heapq.heappush(self._pending, out.popleft())
+                result = out.popleft()
+                heapq.heappush(self._pending, result)
+                if result[0] >= mark:
+                    fresh.append(result)
         ready = []
         while self._pending and self._pending[0][0] < mark:
             ready.append(heapq.heappop(self._pending))
         return ready
+
+    def waiting(self) -> list[Result]:
+        """Results that ready() took in since the last call but could not hand out yet (an earlier
+        job is unfinished), in no particular order: the output may format them meanwhile."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
 
     def stop(self) -> list[Result]:
         """Stop every shard (they close their sockets), wait for them; return the results found
@@ -133,13 +145,21 @@ class _RemoteShard:
         self._stopped = False
 
     @classmethod
-    def fork(cls, shard: Shard, earlier: list["_RemoteShard"]) -> "_RemoteShard":
+    def fork(cls, shard: Shard, earlier: list["_RemoteShard"]) -> None:
+        """Start a child for shard and append it to `earlier`. Ctrl-C, SIGTERM and SIGHUP are held
+        meanwhile: landing inside fork() they would raise in the child before _child_main takes
+        over (the child would then run the parent's code on), or in the parent before the child
+        is in the list that stop() reaps (it would outlive the scan)."""
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            _child_main(shard, write_fd, [read_fd] + [remote.fd for remote in earlier])
-        os.close(write_fd)
-        return cls(pid, read_fd)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_OVER_FORK)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                _child_main(shard, write_fd, [read_fd] + [remote.fd for remote in earlier], held)
+            os.close(write_fd)
+            earlier.append(cls(pid, read_fd))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     @property
     def stop(self) -> bool:
@@ -212,12 +232,14 @@ class _RemoteShard:
         os.waitpid(self.pid, 0)
 
 
-def _child_main(shard: Shard, write_fd: int, inherited: list[int]) -> None:
+def _child_main(shard: Shard, write_fd: int, inherited: list[int], held: set) -> None:
     """Run one shard in this forked child, report through write_fd, and _exit (never return:
-    the parent's stack, atexit handlers and unflushed buffers must not run twice)."""
+    the parent's stack, atexit handlers and unflushed buffers must not run twice). Signals held
+    over the fork are let in (`held`: the mask before it) once the SIGINT handler is in place."""
     status = 1
     try:
         signal.signal(signal.SIGINT, lambda signum, frame: setattr(shard, "stop", True))
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         for fd in inherited:
             os.close(fd)
         shard.wake = None

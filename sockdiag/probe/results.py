@@ -9,7 +9,8 @@ from sockdiag import platform
 
 OPEN, CLOSED, FILTERED, UNREACHABLE, ERROR = "open", "closed", "filtered", "unreachable", "error"
 OPEN_FILTERED = "open|filtered"  # UDP: no reply, no ICMP port unreachable
-STATES = (OPEN, OPEN_FILTERED, CLOSED, FILTERED, UNREACHABLE, ERROR)
+HOST_TIMEOUT = "host-timeout"  # not decided: --host-timeout gave the host up first
+STATES = (OPEN, OPEN_FILTERED, CLOSED, FILTERED, UNREACHABLE, ERROR, HOST_TIMEOUT)
 
 # (job index, ip, port, state, rtt seconds or None, errno name or None, banner bytes or None)
 Result = tuple

@@ -23,20 +23,21 @@ from collections import deque
 from collections.abc import Callable
 
 from sockdiag import platform
+from sockdiag.core.rtt import RttTable
 from sockdiag.probe.completions import Completions
 from sockdiag.probe.inflight import InFlight
 from sockdiag.probe.jobs import Host, Jobs, ScanConfig
 from sockdiag.probe.launch import Launcher
-from sockdiag.probe.results import (CLOSED, ERROR, FILTERED, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Result, Tally,
-                                    classify)
+from sockdiag.probe.results import (CLOSED, ERROR, FILTERED, HOST_TIMEOUT, OPEN, OPEN_FILTERED, STATES, UNREACHABLE,
+                                    Result, Tally, classify)
 
 try:  # the C socket type under socket.socket: no Python-level __init__/close per attempt, which
     from _socket import socket as _raw_socket  # is ~8% of a one-thread full loopback scan
 except ImportError:  # pragma: no cover - an interpreter without CPython's _socket
     _raw_socket = socket.socket
 
-__all__ = ["CLOSED", "ERROR", "FILTERED", "OPEN", "OPEN_FILTERED", "STATES", "UNREACHABLE", "Host", "Jobs", "Result",
-           "ScanConfig", "Shard", "classify"]
+__all__ = ["CLOSED", "ERROR", "FILTERED", "HOST_TIMEOUT", "OPEN", "OPEN_FILTERED", "STATES", "UNREACHABLE", "Host",
+           "Jobs", "Result", "ScanConfig", "Shard", "classify"]
 
 _MAX_WAIT = 0.1  # longest poll while idle, so a stop request (Ctrl-C) is seen quickly
 _REPORT_EVERY = 0.05  # how often a shard in a process of its own reports (see probe.pool)
@@ -53,7 +54,7 @@ class Shard:
                  clock: Callable[[], float], socket_factory: Callable | None = None,
                  wake: threading.Event | None = None):
         self.jobs, self.config, self.clock, self.wake = jobs, config, clock, wake
-        self.watermark = first  # every job of this shard below it has its result in `out`
+        self.watermark = jobs.floor(first)  # every job of this shard below it has its result in `out`
         self.stop = False
         self.finished = False
         self.error: BaseException | None = None
@@ -64,7 +65,9 @@ class Shard:
         self.out: deque[Result] = tally.out  # reportable results, in completion order
         self.counts = tally.counts
         rst = platform.linger_rst_value()
-        self._inflight = InFlight(config.timeout, rst if config.close == "rst" else None, rst, tally)
+        rtt = RttTable(config.timeout) if config.adaptive else None  # per shard: no sharing needed
+        self._inflight = InFlight(config.timeout, rst if config.close == "rst" else None, rst, tally, rtt=rtt,
+                                  host_timeout=config.host_timeout, nports=max(1, len(jobs.ports)))
         retry: deque = deque()  # (index, tries): expired or backed-off jobs, started again first
         self._completions = Completions(config, clock, self._inflight, tally, retry)
         self._launcher = Launcher(jobs, config, first, step, clock, socket_factory or _raw_socket,
@@ -133,5 +136,6 @@ class Shard:
         return max(0.0, wake - now)
 
     def _publish(self) -> None:
-        """Move the watermark up to the lowest job still unfinished (or not yet started)."""
-        self.watermark = self._tally.low_water(min(self._launcher.next, self.jobs.total))
+        """Move the watermark up to the lowest job still unfinished (or not yet started: in a
+        random order, the first job of the host group the launcher is in, see Jobs.floor)."""
+        self.watermark = self._tally.low_water(self.jobs.floor(self._launcher.next))

@@ -1,0 +1,1 @@
+"""Data files shipped with sockdiag (read with importlib.resources): top-ports.txt."""
