@@ -6,8 +6,10 @@ with openssl addresses, alternating, median of RUNS. All three use the same cert
 made here) and verify nothing, so the ciphers match (TLS 1.3, AES-256-GCM on all of them with
 OpenSSL 3). Timed from starting the sender until both ends have exited. Bar: sockdiag at least
 as fast as ncat --ssl. Also printed: the TLS version and cipher each pair negotiated (from
-sockdiag -v), and whether every transfer exited 0 (some ncat builds fail on bulk TLS input with
-"Input/output error"; that run then counts as failed, not as fast).
+sockdiag -v), whether every transfer exited 0 (some ncat builds fail on bulk TLS input with
+"Input/output error"; that run then counts as failed, not as fast), and the bytes each pair
+delivered in one more, untimed transfer. ncat's one-way mode (--send-only -> --recv-only) exits 0
+where its default mode fails, so it stands for ncat's speed when the default mode fails.
 
 Linux only (readiness is read from /proc/net/tcp).
 Usage: python benchmarks/tls.py [RUNS] [--size MIB]   (--smoke: 64 MiB, one run)
@@ -59,6 +61,11 @@ def commands(port: int, cert: str, key: str) -> dict[str, tuple[list[str], list[
     if have("ncat"):
         out["ncat --ssl"] = (["ncat", "--ssl", "--ssl-cert", cert, "--ssl-key", key, "-l", "127.0.0.1", p],
                              ["ncat", "--ssl", "127.0.0.1", p])
+        # ncat 7.93 ends a bulk TLS transfer with "Input/output error" in its default mode; one-way
+        # mode exits 0, so it gives ncat's speed (the byte count below says what it delivered)
+        out["ncat --ssl one-way"] = (
+            ["ncat", "--ssl", "--recv-only", "--ssl-cert", cert, "--ssl-key", key, "-l", "127.0.0.1", p],
+            ["ncat", "--ssl", "--send-only", "127.0.0.1", p])
     if have("socat"):
         out["socat -u openssl"] = (
             ["socat", "-u", f"OPENSSL-LISTEN:{p},bind=127.0.0.1,reuseaddr,cert={cert},key={key},verify=0", "STDOUT"],
@@ -78,6 +85,25 @@ def transfer_once(listen_argv, connect_argv, data: Path, port: int) -> tuple[flo
         listener_status, _ = listener.wait(600)
         elapsed = time.perf_counter() - start
     return elapsed, sender_status == 0 and listener_status == 0
+
+
+def delivered(listen_argv, connect_argv, data: Path, port: int) -> int:
+    """Bytes the listener wrote to its stdout in one (untimed) transfer: is the tool byte-exact?"""
+    listener = subprocess.Popen(listen_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, listener)
+        with open(data, "rb") as source:
+            sender = subprocess.Popen(connect_argv, stdin=source, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            total = 0
+            while chunk := listener.stdout.read(4 * MIB):
+                total += len(chunk)
+            sender.wait(600)
+        return total
+    finally:
+        listener.stdout.close()
+        listener.wait(600)
 
 
 def negotiated(port: int, cert: str, key: str) -> str:
@@ -116,19 +142,24 @@ def main() -> None:
                 print(f"  {name}: {elapsed:.2f} s{'' if ok else ' (FAILED)'}", file=sys.stderr)
                 (times[name] if ok else []).append(elapsed)
                 failed[name] += not ok
+        counts = {name: delivered(listen_argv, connect_argv, data, port)
+                  for name, (listen_argv, connect_argv) in pairs.items()}
     ours = median(times["sockdiag --tls"]) if times["sockdiag --tls"] else None
     rows = []
     for name in pairs:
         m = median(times[name]) if times[name] else None
         rows.append([name, f"{m:.3f}" if m else "-", f"{size / m:,.0f}" if m else "-",
-                     ratio(ours, m) if ours and m else "n/a", "ok" if not failed[name] else f"{failed[name]} failed"])
-    print(table(rows, ["connect -> listen", "median s", "MiB/s", "sockdiag time / this", "exit"]))
-    ncat = median(times["ncat --ssl"]) if times.get("ncat --ssl") else None
+                     ratio(ours, m) if ours and m else "n/a", "ok" if not failed[name] else f"{failed[name]} failed",
+                     f"{counts[name]:,} of {size * MIB:,}"])
+    print(table(rows, ["connect -> listen", "median s", "MiB/s", "sockdiag time / this", "exit", "bytes delivered"]))
+    ncat_runs = times.get("ncat --ssl") or times.get("ncat --ssl one-way")
+    ncat = median(ncat_runs) if ncat_runs else None
     if ours and ncat:
         print(f"throughput >= ncat --ssl (speed {ncat / ours:.2f}x): {'PASS' if ours <= ncat else 'FAIL'}")
     elif "ncat --ssl" in pairs:
         print("throughput vs ncat --ssl: NOT MEASURED (every ncat run failed)")
     print(f"every sockdiag transfer exited 0: {'PASS' if not failed['sockdiag --tls'] else 'FAIL'}")
+    print(f"sockdiag delivered every byte: {'PASS' if counts['sockdiag --tls'] == size * MIB else 'FAIL'}")
 
 
 if __name__ == "__main__":
