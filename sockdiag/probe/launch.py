@@ -83,6 +83,7 @@ class Launcher:
         self._host_timeout = config.host_timeout
         self._host_deadlines = inflight.host_deadlines
         self._host_deadline = _NEVER
+        self._group = (0, 0, ())  # the random order's current (start, end, table): see Jobs.group_table
 
     def launch(self) -> int:
         """Start up to _BATCH attempts. Returns 0: no work left to start; 1: more can start now;
@@ -94,7 +95,8 @@ class Launcher:
         """
         jobs, inflight, retry, live = self.jobs, self._table, self._retry, self._tally.live
         ports, nports, total, step = jobs.ports, len(jobs.ports), jobs.total, self.step
-        order = jobs.index if jobs.randomize else None
+        order = jobs.group_table if jobs.randomize else None
+        g_start, g_end, g_table = self._group
         udp, payload, payloads, clock = self.config.udp, self.config.udp_payload, self.config.udp_payloads, self.clock
         take_token = self.bucket.take if self.bucket else None
         new_socket, stype, set_nonblocking = self.socket_factory, self._stype, not self._type_flags
@@ -114,7 +116,13 @@ class Launcher:
                 if retry:
                     index, tries = retry[0]
                 elif nxt < total:
-                    index, tries = (order(nxt) if order else nxt), 0  # attempt position -> job
+                    if order is None:
+                        index = nxt
+                    else:  # attempt position -> job, from the group's table
+                        if not g_start <= nxt < g_end:
+                            g_start, g_end, g_table = self._group = order(nxt)
+                        index = g_table[nxt - g_start]
+                    tries = 0
                 else:
                     state = 0
                     break
