@@ -123,3 +123,10 @@ def test_from_oserror_status(exc, status):
 
 def test_service_lookup():
     assert platform.service_port("no-such-service-xyz") is None
+
+
+@pytest.mark.parametrize("system, reuses", [("linux", True), ("darwin", False), ("win32", False)])
+def test_only_linux_reuses_a_refused_socket_for_the_next_probe(system, reuses):
+    """POSIX leaves a socket's state unspecified after a failed connect; Linux's TCP lets it
+    connect again (after one ECONNABORTED that resets it), which test_probe checks for real."""
+    assert platform.probe_reuses_refused_sockets(system) is reuses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -248,14 +249,22 @@ def test_ipv6_loopback():
 # --- filtered, retries, unreachable, errors --------------------------------------------------------
 
 class CountingSocket(socket.socket):
-    """A real socket that records itself and counts close() calls."""
+    """A real socket that records itself and counts close() calls and connect attempts (on
+    Linux a refused socket is reused for the next attempt; the connect that only resets it,
+    answered ECONNABORTED, is not an attempt)."""
 
     made: list = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.closes = 0
+        self.attempts = 0
         CountingSocket.made.append(self)
+
+    def connect_ex(self, address):
+        err = super().connect_ex(address)
+        self.attempts += err != errno.ECONNABORTED
+        return err
 
     def close(self):
         self.closes += 1
@@ -277,11 +286,24 @@ def test_retries_use_a_new_socket_each_and_every_socket_closed_once(counting):
     assert [s.closes for s in counting] == [1, 1, 1]
 
 
+@pytest.mark.skipif(not platform.probe_reuses_refused_sockets(), reason="refused sockets are reused on Linux only")
+def test_refused_sockets_connect_again_and_open_ports_are_still_found(counting):
+    """A refused socket serves the next attempt (half the kernel work per closed port); a port
+    that listens between closed ones is still open, and every socket is closed once."""
+    with listeners(2) as ports:
+        closed = free_ports(40)
+        r = probe("-o", "json", "--all", "--workers", "1", "--no-randomize", "127.0.0.1", spec(sorted(ports + closed)))
+    states = {row["port"]: row["state"] for row in json_rows(r)}
+    assert states == {**dict.fromkeys(closed, "closed"), **dict.fromkeys(ports, "open")}
+    assert sum(s.attempts for s in counting) == 42 and len(counting) < 20
+    assert all(s.closes == 1 for s in counting)
+
+
 def test_answered_ports_are_not_retried(counting):
     with listeners(2) as ports:
         r = probe("--all", "--retries", "3", "127.0.0.1", spec(ports + free_ports(2)))
     assert r.status == 0
-    assert len(counting) == 4 and all(s.closes == 1 for s in counting)
+    assert sum(s.attempts for s in counting) == 4 and all(s.closes == 1 for s in counting)
 
 
 def fake_failing(name: str):
@@ -764,4 +786,4 @@ def test_plan_waits_for_sockets_in_flight_without_spinning(counting):
     with unanswered_port() as silent:
         r = probe("--all", "-c", "1", "-w", "0.3", "--retries", "0", "127.0.0.1", f"{silent},{free_ports(1)[0]}")
     assert [line.split()[3] for line in r.text.splitlines()] in (["filtered", "closed"], ["closed", "filtered"])
-    assert len(counting) == 2
+    assert sum(s.attempts for s in counting) == 2

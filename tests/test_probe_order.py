@@ -4,6 +4,7 @@ with --no-randomize; the same open set and the same sorted output either way; fl
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import itertools
 import random
@@ -107,8 +108,10 @@ class Recorder:
 
         class LoggingSocket(socket.socket):
             def connect_ex(self, address):
-                log.append(address[:2])
-                return super().connect_ex(address)
+                err = super().connect_ex(address)
+                if err != errno.ECONNABORTED:  # not the call that resets a reused refused socket
+                    log.append(address[:2])
+                return err
 
         self.factory = LoggingSocket
 

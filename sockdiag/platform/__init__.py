@@ -29,7 +29,8 @@ from sockdiag.platform.errnos import (ACCEPT_TRANSIENT, CONNECTION_LOST, IN_PROG
                                       gai_error_name)
 from sockdiag.platform.linux import clock_ticks_per_second, host_byteorder, proc_net_tcp_texts, read_sysctl
 from sockdiag.platform.scan import (PROBE_BACKOFF, WINDOWS_SELECT_LIMIT, probe_forks, probe_max_concurrency,
-                                    probe_poller_kind, probe_socket_type_flags, raise_open_file_limit, usable_cpus)
+                                    probe_poller_kind, probe_reuses_refused_sockets, probe_socket_type_flags,
+                                    raise_open_file_limit, usable_cpus)
 from sockdiag.platform.services import service_name, service_port, services_file
 from sockdiag.platform.sockopts import (REUSEADDR_NOTES, abstract_unix_supported, bind_attempt_options, dualstack_supported, has_reuseport,
                                         linger_rst_value, reuseaddr_note, server_reuse_option, set_bind_option,
@@ -47,7 +48,8 @@ __all__ = [
     "termination_signals", "clock_ticks_per_second", "connect_in_progress", "current_system",
     "describe", "describe_gaierror", "dualstack_supported", "enlarge_pipe", "errno_code", "errno_is", "errno_name",
     "from_oserror", "gai_error_name", "has_reuseport", "host_byteorder", "linger_rst_value", "privilege_remedy",
-    "probe_forks", "probe_max_concurrency", "probe_poller_kind", "probe_socket_type_flags", "proc_net_tcp_texts",
+    "probe_forks", "probe_max_concurrency", "probe_poller_kind", "probe_reuses_refused_sockets",
+    "probe_socket_type_flags", "proc_net_tcp_texts",
     "raise_open_file_limit", "read_sysctl", "relay_selector", "reserved_ports_hint", "reuseaddr_note",
     "reuseaddr_passes_time_wait", "server_reuse_option", "service_name", "service_port", "services_file",
     "set_bind_option", "set_server_reuse", "set_v6only", "shell_argv", "socket_as_stdio", "split_command",

@@ -79,6 +79,9 @@ class Launcher:
         self._type_flags = platform.probe_socket_type_flags()
         self._stype = (socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM) | self._type_flags
         self._refused = platform.errno_code("ECONNREFUSED")
+        self._aborted = platform.errno_code("ECONNABORTED")
+        # a refused TCP socket connects again on Linux (platform.probe_reuses_refused_sockets)
+        self._reuse = not config.udp and platform.probe_reuses_refused_sockets()
         self._rtt = inflight.rtt  # adaptive timeouts: RTT samples (None: a fixed -w)
         self._host_timeout = config.host_timeout
         self._host_deadlines = inflight.host_deadlines
@@ -108,6 +111,7 @@ class Launcher:
         host_deadline, host_timeout, rtt, sample_due = self._host_deadline, self._host_timeout, self._rtt, True
         host_deadlines = self._host_deadlines
         nxt, closed, state = self.next, 0, 1
+        reuse, aborted, spare, spare_family = self._reuse, self._aborted, None, 0
         try:
             for _ in range(_BATCH):
                 if len(inflight) >= self.concurrency:
@@ -150,13 +154,17 @@ class Launcher:
                 else:
                     nxt += step
                 port = ports[port_index]
-                try:
-                    sock = new_socket(family, stype)
-                except OSError as exc:
-                    if not self._failed(index, label, port, tries, exc.errno, now):
-                        state = 2
-                        break
-                    continue
+                if spare is not None and spare_family == family:  # the last refused socket, again
+                    sock, spare, reused = spare, None, True
+                else:
+                    reused = False
+                    try:
+                        sock = new_socket(family, stype)
+                    except OSError as exc:
+                        if not self._failed(index, label, port, tries, exc.errno, now):
+                            state = 2
+                            break
+                        continue
                 try:
                     if set_nonblocking:
                         sock.setblocking(False)
@@ -168,6 +176,8 @@ class Launcher:
                             continue
                     else:
                         err = sock.connect_ex(sockaddr)
+                        if reused and err == aborted:  # that reset the refused socket: now connect
+                            err = sock.connect_ex(sockaddr)
                         if err in in_progress:
                             err = sock.getsockopt(sol, so_error)
                             if not err:
@@ -181,7 +191,10 @@ class Launcher:
                 except BaseException:
                     sock.close()
                     raise
-                sock.close()
+                if err == refused and reuse and spare is None:
+                    spare, spare_family = sock, family
+                else:
+                    sock.close()
                 if err == refused:
                     closed += 1
                     if host_timeout is not None:  # the host answered: its --host-timeout starts again
@@ -202,6 +215,8 @@ class Launcher:
             if not (retry or nxt < total):
                 state = 0
         finally:
+            if spare is not None:  # kept only within a batch: no socket outlives launch()
+                spare.close()
             self.next = nxt
             self._tally.counts[CLOSED] += closed
             self._tally.done += closed
