@@ -185,6 +185,41 @@ def test_owner_walk_gives_the_in_process_result(fake_proc):
     assert expected[0][6][2] in (((10, "p10", 4), (20, "p20", 3)), ((20, "p20", 3), (10, "p10", 4)))
 
 
+def test_forked_walk_gives_the_in_process_result(fake_proc):
+    """Two children walk alternate processes; a socket both hold (inode 6) merges back in PID order."""
+    names = procnet.ProcessNames(fake_proc)
+    expected = procnet.owner_table(procnet.socket_owners(fake_proc)[0], names), 0
+    walk = procnet.ForkedOwnerWalk(fake_proc, None, names)
+    try:
+        got = walk.result()
+    finally:
+        walk.close()
+    assert walk._children == []  # reaped: no zombie left
+    # the same holders; a shared socket's in ascending PID order (the real /proc lists PIDs so)
+    assert {inode: sorted(row[2]) for inode, row in got[0].items()} == \
+        {inode: sorted(row[2]) for inode, row in expected[0].items()}
+    assert got[0][6] == (10, "p10", ((10, "p10", 4), (20, "p20", 3))) and got[1] == 0
+
+
+def test_forked_walk_walks_itself_when_a_child_fails(fake_proc, monkeypatch):
+    parent = os.getpid()
+    real = procnet.socket_owners
+
+    def fails_in_a_child(*args, **kwargs):
+        if os.getpid() != parent:
+            raise MemoryError
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(procnet, "socket_owners", fails_in_a_child)
+    names = procnet.ProcessNames(fake_proc)
+    walk = procnet.ForkedOwnerWalk(fake_proc, None, names)
+    try:
+        assert walk.result() == (procnet.owner_table(real(fake_proc)[0], names), 0)  # walked here
+    finally:
+        walk.close()
+    assert walk._children == []
+
+
 def test_owner_walk_errors_reach_the_caller_and_no_thread_is_left(tmp_path):
     walk = procnet.OwnerWalk(str(tmp_path / "no-such-proc"), None, procnet.ProcessNames(str(tmp_path)))
     try:
