@@ -16,8 +16,8 @@ from sockdiag.core import tlsinfo
     ("example.com", ["*.example.com"], [], False),  # the wildcard needs a label
     ("a.b.example.com", ["*.example.com"], [], False),  # one label only
     ("foo.example.com", ["f*.example.com"], [], False),  # no partial wildcards
-    ("foo.com", ["*.com"], [], False),  # not over a single label
-    ("www.example.com", ["www.*.com"], [], False),  # leftmost label only
+    ("foo.test", ["*.test"], [], False),  # not over a single label
+    ("www.example.test", ["www.*.test"], [], False),  # leftmost label only
     ("127.0.0.1", ["127.0.0.1"], [], False),  # an address never matches a DNS entry
     ("127.0.0.1", [], ["127.0.0.1"], True),
     ("::1", [], ["0:0:0:0:0:0:0:1"], True),  # compared as addresses
