@@ -13,7 +13,12 @@ import argparse
 import contextvars
 import sys
 
-from sockdiag.core.portspec import PortSpecError, host_syntax_error, parse_port
+from sockdiag.core.portspec import (
+    PortSpecError,
+    host_syntax_error,
+    parse_hostport,
+    parse_port,
+)
 
 PROG = "sockdiag"
 
@@ -233,7 +238,6 @@ def access_options(parser: argparse.ArgumentParser, allow_note: str = "") -> Non
 def proxy_address(text: str) -> tuple[str, int | None]:
     """-x: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT -> (host, port or None for the type's default).
     A bare IPv6 address needs brackets, as the port would be ambiguous."""
-    from sockdiag.core.portspec import parse_hostport
     from sockdiag.platform import service_port
 
     item = text.strip()

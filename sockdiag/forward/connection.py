@@ -35,20 +35,12 @@ class Connection:
         self.closed = False
 
     @property
-    def connected(self) -> bool:
-        return self.up is not None
-
-    @property
     def to_upstream(self) -> int:
         return self.up.total if self.up is not None else 0
 
     @property
     def to_client(self) -> int:
         return self.down.total if self.down is not None else 0
-
-    @property
-    def finished(self) -> bool:
-        return self.up is not None and self.up.done and self.down.done
 
     def start(self, pool: PipePool | None, dump) -> None:
         """The upstream answered: set up both directions."""

@@ -78,7 +78,7 @@ class UdpForwarder:
             except BlockingIOError:
                 return
             except OSError as exc:  # an ICMP error for an earlier reply: that client is gone
-                self.env.info(f"receive: {platform.describe(exc.errno) if exc.errno else exc}")
+                self.env.info(f"receive: {_why(exc)}")
                 continue
             session = self.sessions.get((listener.fileno(), addr))
             if session is None:
@@ -93,8 +93,7 @@ class UdpForwarder:
             except BlockingIOError:
                 continue  # a full send buffer: dropped, as the network would
             except OSError as exc:  # ECONNREFUSED: the target's port said no to an earlier datagram
-                self.env.info(f"udp session {session.ident}: send to {session.upstream_name}: "
-                              f"{platform.describe(exc.errno) if exc.errno else exc}")
+                self.env.info(f"udp session {session.ident}: send to {session.upstream_name}: {_why(exc)}")
                 continue
             session.to_upstream += size
             session.last_active = now
@@ -106,8 +105,7 @@ class UdpForwarder:
             except BlockingIOError:
                 return
             except OSError as exc:
-                self.env.info(f"udp session {session.ident}: receive from {session.upstream_name}: "
-                              f"{platform.describe(exc.errno) if exc.errno else exc}")
+                self.env.info(f"udp session {session.ident}: receive from {session.upstream_name}: {_why(exc)}")
                 continue
             data = self.buffer[:size]
             if self.config.dump is not None:
@@ -117,8 +115,7 @@ class UdpForwarder:
             except BlockingIOError:
                 continue
             except OSError as exc:
-                self.env.info(f"udp session {session.ident}: send to {session.client_name}: "
-                              f"{platform.describe(exc.errno) if exc.errno else exc}")
+                self.env.info(f"udp session {session.ident}: send to {session.client_name}: {_why(exc)}")
                 continue
             session.to_client += size
             session.last_active = now
@@ -140,8 +137,7 @@ class UdpForwarder:
             upstream.connect(sockaddr)
         except OSError as exc:
             upstream.close()
-            self.report.connect_failed(self.next_ident, name, f"connect {format_peer(sockaddr)}: "
-                                                              f"{platform.describe(exc.errno) if exc.errno else exc}")
+            self.report.connect_failed(self.next_ident, name, f"connect {format_peer(sockaddr)}: {_why(exc)}")
             self.next_ident += 1
             return None
         session = Session(self.next_ident, listener, addr, upstream, format_peer(sockaddr), now)
@@ -167,3 +163,8 @@ class UdpForwarder:
             session.upstream.close()
         self.sessions.clear()
         self.selector.close()
+
+
+def _why(exc: OSError) -> str:
+    """A failed send or receive in one line: the errno's description, else the exception's text."""
+    return platform.describe(exc.errno) if exc.errno else str(exc)

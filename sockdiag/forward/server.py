@@ -17,10 +17,10 @@ from sockdiag.forward.connection import CLIENT, READ, WRITE, Connection
 from sockdiag.forward.report import ForwardReport
 from sockdiag.forward.streams import PipePool, SideError
 from sockdiag.net.access import format_peer, peer_parts
+from sockdiag.net.listeners import accept_out_of_resources
 from sockdiag.platform.errnos import describe_connection_error, from_oserror
 
 _ACCEPT_BURST = 64  # accepts per wake-up; then the connections get their turn
-_OUT_OF_RESOURCES = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
 _RESOURCE_PAUSE = 0.5  # seconds without accepting after running out of descriptors
 _NONBLOCK = platform.probe_socket_type_flags()
 # A proxy that accepts but never answers would hold its thread and the client forever; without -w
@@ -139,10 +139,7 @@ class TcpForwarder:
             except BlockingIOError:
                 return
             except OSError as exc:
-                name = platform.errno_name(exc.errno) if exc.errno is not None else ""
-                if name not in platform.ACCEPT_TRANSIENT:
-                    raise from_oserror("accept", exc) from None
-                if name in _OUT_OF_RESOURCES:  # the queued client stays readable: pause, not spin
+                if accept_out_of_resources(exc):  # the queued client stays readable: pause, not spin
                     self.report.accept_paused(platform.describe(exc.errno))
                     self._pause(now + _RESOURCE_PAUSE)
                     return
@@ -154,15 +151,16 @@ class TcpForwarder:
 
     def _admit(self, sock: socket.socket, addr, now: float) -> None:
         config = self.config
+        peer = format_peer(addr)
         if not config.acl.permits(peer_parts(addr)[0]):
-            self.report.refused(format_peer(addr))
+            self.report.refused(peer)
             sock.close()
             return
         if config.max_clients is not None and len(self.conns) >= config.max_clients:
-            self.report.too_many(format_peer(addr), config.max_clients)
+            self.report.too_many(peer, config.max_clients)
             sock.close()
             return
-        conn = Connection(self.next_ident, sock, format_peer(addr), config.target_name, now)
+        conn = Connection(self.next_ident, sock, peer, config.target_name, now)
         self.next_ident += 1
         self.conns[conn.ident] = conn
         try:

@@ -1,5 +1,5 @@
-"""Opening a listening (TCP) or bound (UDP) socket on the first address the OS accepts: listen
-and forward both serve clients from one."""
+"""Opening a listening (TCP) or bound (UDP) socket on the first address the OS accepts, and
+sorting the failures of accept() on it: listen and forward both serve clients from one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from sockdiag import platform
 from sockdiag.core.errors import SockdiagError
 from sockdiag.core.portspec import format_hostport
 from sockdiag.platform.errnos import from_oserror
+
+# accept() failing with one of these leaves the queued client readable: pause rather than spin.
+OUT_OF_RESOURCES = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
 
 
 class ListenFailure(SockdiagError):
@@ -49,3 +52,12 @@ def open_listener(candidates: list[tuple], socktype: int) -> socket.socket:
                 sock.close()
             raise
     raise SockdiagError("listen: no address to bind")
+
+
+def accept_out_of_resources(exc: OSError) -> bool:
+    """A failed accept(): True when the process or system ran out of resources (pause accepting),
+    False for a failure that concerns one connection (go on); any other failure is raised."""
+    name = platform.errno_name(exc.errno) if exc.errno is not None else ""
+    if name not in platform.ACCEPT_TRANSIENT:
+        raise from_oserror("accept", exc) from None
+    return name in OUT_OF_RESOURCES

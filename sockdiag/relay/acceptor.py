@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 from sockdiag import platform
 from sockdiag.core.errors import TimeoutFailure
+from sockdiag.net.listeners import accept_out_of_resources
 from sockdiag.platform.errnos import from_oserror
 from sockdiag.relay.access import AccessList, format_peer, peer_parts
 from sockdiag.relay.report import ServerReport
 
 _ACCEPT_BURST = 64  # at most this many accepts per wakeup; then the clients get their turn
-_OUT_OF_RESOURCES = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
 _RESOURCE_PAUSE = 0.5  # seconds without accepting after one of those, unless a client leaves first
 
 
@@ -69,10 +69,7 @@ class Acceptor:
             except BlockingIOError:
                 return
             except OSError as exc:
-                name = platform.errno_name(exc.errno) if exc.errno is not None else ""
-                if name not in platform.ACCEPT_TRANSIENT:
-                    raise from_oserror("accept", exc) from None
-                if name in _OUT_OF_RESOURCES:
+                if accept_out_of_resources(exc):
                     # The queued client stays readable: pause instead of spinning on the error.
                     self._report.accept_paused(exc.errno)
                     self._pause(self._clock() + _RESOURCE_PAUSE)

@@ -7,8 +7,13 @@ import shutil
 
 from sockdiag import platform
 from sockdiag.core.errors import UsageError
-from sockdiag.net.access import (AccessList, _read_rules, format_peer, is_loopback, peer_parts,  # noqa: F401
-                                 resolve_all)
+from sockdiag.net.access import (  # noqa: F401
+    AccessList,
+    format_peer,
+    is_loopback,
+    peer_parts,
+    resolve_all,
+)
 
 
 def exec_command(args) -> list[str] | str | None:
