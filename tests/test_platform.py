@@ -130,3 +130,8 @@ def test_only_linux_reuses_a_refused_socket_for_the_next_probe(system, reuses):
     """POSIX leaves a socket's state unspecified after a failed connect; Linux's TCP lets it
     connect again (after one ECONNABORTED that resets it), which test_probe checks for real."""
     assert platform.probe_reuses_refused_sockets(system) is reuses
+
+
+@pytest.mark.parametrize("system, has_poll", [("linux", True), ("darwin", True), ("win32", False)])
+def test_poll_exists_everywhere_but_windows(system, has_poll):
+    assert platform.poll_supported(system) is has_poll

@@ -55,11 +55,12 @@ def server_context(cert: str | None, key: str | None, ca: str | None = None, alp
     if cert is None and key is None:
         from sockdiag.net.selfsigned import generate, names_for
 
-        cert_pem, key_pem = generate(names_for(None) if names is None else names)
+        names = names_for(None) if names is None else names
+        cert_pem, key_pem = generate(names)
         _load_pem_chain(ctx, cert_pem, key_pem)
         if env is not None:
             der = ssl.PEM_cert_to_DER_cert(cert_pem.decode("ascii"))
-            env.info(f"TLS: throwaway self-signed certificate for {', '.join(names or names_for(None))}, "
+            env.info(f"TLS: throwaway self-signed certificate for {', '.join(names)}, "
                      f"SHA-256 fingerprint {tlsinfo.fingerprint(der)}")
     else:
         _load_chain(ctx, cert, key)
@@ -137,7 +138,7 @@ class TlsSession:
                 self.obj.do_handshake()
             except ssl.SSLWantReadError:
                 self._send_pending(deadline)
-                self.sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
+                self._settimeout(deadline)
                 data = self.sock.recv(65536)
                 if data:
                     self.incoming.write(data)
@@ -156,8 +157,11 @@ class TlsSession:
     def _send_pending(self, deadline: float | None) -> None:
         data = self.outgoing.read()
         if data:
-            self.sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
+            self._settimeout(deadline)
             self.sock.sendall(data)
+
+    def _settimeout(self, deadline: float | None) -> None:
+        self.sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
 
 
 def client_handshake(sock: socket.socket, ctx: ssl.SSLContext, server_hostname: str | None, peer: str,
@@ -206,10 +210,9 @@ def handshake_error(exc: Exception, peer: str, target: str | None = None, reread
     if isinstance(exc, OSError):
         from sockdiag.platform.errnos import from_oserror
 
-        error = from_oserror(f"TLS {peer}: handshake failed", exc)
         if isinstance(exc, ConnectionResetError) or exc.errno is None:
             return SockdiagError(f"TLS {peer}: handshake failed: the peer closed the connection")
-        return error
+        return from_oserror(f"TLS {peer}: handshake failed", exc)
     return SockdiagError(f"TLS {peer}: handshake failed: {exc}")
 
 

@@ -29,21 +29,20 @@ class PlainEnd(socket.socket):
     """The engines' end of the bridge. Its addresses are the TLS connection's (so --exec sets
     SOCKDIAG_LOCAL_ADDR and -v names the client as for plain TCP)."""
 
+    _tcp: tuple | None = None  # (family, local, remote) once set_addresses() has run
+
     def set_addresses(self, family: int, local, remote) -> None:
         self._tcp = (family, local, remote)
 
     def getsockname(self):
-        tcp = getattr(self, "_tcp", None)
-        return tcp[1] if tcp else super().getsockname()
+        return self._tcp[1] if self._tcp else super().getsockname()
 
     def getpeername(self):
-        tcp = getattr(self, "_tcp", None)
-        return tcp[2] if tcp else super().getpeername()
+        return self._tcp[2] if self._tcp else super().getpeername()
 
     @property
     def family(self):
-        tcp = getattr(self, "_tcp", None)
-        return socket.AddressFamily(tcp[0]) if tcp else super().family
+        return socket.AddressFamily(self._tcp[0]) if self._tcp else super().family
 
 
 class TlsBridge:

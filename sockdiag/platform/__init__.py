@@ -35,9 +35,9 @@ from sockdiag.platform.services import service_name, service_port, services_file
 from sockdiag.platform.sockopts import (REUSEADDR_NOTES, abstract_unix_supported, bind_attempt_options, dualstack_supported, has_reuseport,
                                         linger_rst_value, reuseaddr_note, server_reuse_option, set_bind_option,
                                         set_server_reuse, set_v6only, unix_sockets_supported, v6only_default)
-from sockdiag.platform.stdio import (RELAY_PIPE_SIZE, child_group_options, enlarge_pipe, group_alive, relay_selector,
-                                     shell_argv, signal_group, socket_as_stdio, split_command, stdio_selectable,
-                                     termination_signals, zero_copy_supported)
+from sockdiag.platform.stdio import (RELAY_PIPE_SIZE, child_group_options, enlarge_pipe, group_alive, poll_supported,
+                                     relay_selector, shell_argv, signal_group, socket_as_stdio, split_command,
+                                     stdio_selectable, termination_signals, zero_copy_supported)
 from sockdiag.platform.system import DARWIN, LINUX, SYSTEM, WINDOWS, current_system
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "termination_signals", "clock_ticks_per_second", "connect_in_progress", "current_system",
     "describe", "describe_gaierror", "dualstack_supported", "enlarge_pipe", "errno_code", "errno_is", "errno_name",
     "from_oserror", "gai_error_name", "has_reuseport", "host_byteorder", "linger_rst_value", "privilege_remedy",
-    "probe_forks", "probe_max_concurrency", "probe_poller_kind", "probe_reuses_refused_sockets",
+    "poll_supported", "probe_forks", "probe_max_concurrency", "probe_poller_kind", "probe_reuses_refused_sockets",
     "probe_socket_type_flags", "proc_net_tcp_texts",
     "raise_open_file_limit", "read_sysctl", "relay_selector", "reserved_ports_hint", "reuseaddr_note",
     "reuseaddr_passes_time_wait", "server_reuse_option", "service_name", "service_port", "services_file",

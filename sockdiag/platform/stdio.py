@@ -17,6 +17,17 @@ def relay_selector():
     return selectors.SelectSelector()
 
 
+def poll_supported(system: str | None = None) -> bool:
+    """Whether select.poll() exists: everywhere but Windows, whose select module has select()
+    only. net.tlsbridge waits with poll() (its POLLHUP tells that the engine closed its end)."""
+    system = system or SYSTEM
+    if system != SYSTEM:
+        return system != WINDOWS
+    import select
+
+    return hasattr(select, "poll")
+
+
 def stdio_selectable(system: str | None = None) -> bool:
     """Whether stdin/stdout descriptors can be waited on next to sockets. POSIX: yes. Windows:
     select() takes sockets only, so the relay pumps stdin through a thread into a socketpair."""

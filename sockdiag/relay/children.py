@@ -70,7 +70,7 @@ class Children:
         self._finished: list[ExecChild] = []  # exited, not yet reaped; guarded by _lock
         self._lingering: set[int] = set()  # groups whose leader exited while members remain
         self.idle_peer: str | None = None  # the last client whose command -i stopped
-        self._hangups = _HangupWatch(self._client_gone) if hasattr(select, "poll") else None
+        self._hangups = _HangupWatch(self._client_gone) if platform.poll_supported() else None
 
     def __len__(self) -> int:
         return len(self._running)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sockdiag import platform
 from sockdiag.core.errors import SockdiagError, UsageError
 
 CLOSE_GRACE = 2.0  # seconds the bridge may take to pass on what the engine wrote before it closed
@@ -26,9 +27,7 @@ def check_options(args, side: str) -> None:
     if not tls_wanted(args):
         return
     args.tls = True
-    import select
-
-    if not hasattr(select, "poll"):  # net.tlsbridge waits with poll() (its HUP tells a closed end)
+    if not platform.poll_supported():  # net.tlsbridge waits with poll() (its HUP tells a closed end)
         raise SockdiagError("--tls is not supported on this system yet (no poll())")
     if args.udp:
         raise UsageError("--tls needs a stream connection (DTLS over -u is not supported)")
@@ -70,8 +69,7 @@ def client(sock: socket.socket, args, env, peer: str) -> Iterator[socket.socket]
     except OSError:
         pass
     session = tls.client_handshake(sock, ctx, name, peer, args.timeout, reread)
-    for line in tls.describe(session.obj, "server"):
-        env.info(line)
+    _describe(session, env, "server")
     bridge = TlsBridge(session)
     yield from _relayed(bridge, peer)
 
@@ -105,8 +103,7 @@ def server(conn: socket.socket, args, env, peer: str) -> Iterator[socket.socket]
     from sockdiag.net.tlsbridge import HANDSHAKE_LIMIT, TlsBridge
 
     session = tls.server_handshake(conn, ctx, peer, args.timeout or HANDSHAKE_LIMIT)
-    for line in tls.describe(session.obj, "client"):
-        env.info(line)
+    _describe(session, env, "client")
     bridge = TlsBridge(session)
     yield from _relayed(bridge, peer)
 
@@ -141,7 +138,7 @@ class ServerTls:
             except BaseException:
                 conn.close()
                 raise
-            self._describe(session)
+            _describe(session, self.env, "client")
             bridge = TlsBridge(session, owns_socket=True, chunk=SERVER_CHUNK)
         else:
             def handshake(session) -> None:
@@ -151,7 +148,7 @@ class ServerTls:
                     error = tls.handshake_error(exc, peer)
                     self.env.info(error.message)
                     raise error from None
-                self._describe(session)
+                _describe(session, self.env, "client")
 
             bridge = TlsBridge(tls.TlsSession(conn, self.ctx, True), handshake=handshake, owns_socket=True,
                                chunk=SERVER_CHUNK)
@@ -159,18 +156,20 @@ class ServerTls:
             self._bridges = [b for b in self._bridges if b.thread.is_alive()] + [bridge]
         return bridge.plain
 
-    def _describe(self, session) -> None:
-        from sockdiag.net import tls
-
-        for line in tls.describe(session.obj, "client"):
-            self.env.info(line)
-
     def close(self) -> None:
         """The server stopped (its clients' sockets are closed): let every bridge finish."""
         with self._lock:
             bridges, self._bridges = self._bridges, []
         for bridge in bridges:
             _close(bridge)
+
+
+def _describe(session, env, peer_role: str) -> None:
+    """-v: the established session (version, cipher, ALPN) and the peer's certificate."""
+    from sockdiag.net import tls
+
+    for line in tls.describe(session.obj, peer_role):
+        env.info(line)
 
 
 def _relayed(bridge, peer: str) -> Iterator[socket.socket]:
@@ -206,7 +205,5 @@ def _raise_lost(bridge, peer: str) -> None:
 
         raise SockdiagError(f"TLS {peer}: {ssl_words(error)}")
     if isinstance(error, OSError):
-        from sockdiag.platform.errnos import from_oserror
-
-        raise from_oserror(f"TLS {peer}", error)
+        raise platform.from_oserror(f"TLS {peer}", error)
     raise error  # a bug: cli reports it as an internal error rather than a short, silent success
