@@ -79,8 +79,8 @@ def split_target_text(text: str) -> list[str]:
 def _parse_one(item: str, family: int | None, force: bool, limit: bool = True) -> TargetSpec:
     if "/" in item:
         return _parse_block(item, family, force, limit)
-    if "-" in item and _range_start(item) is not None:
-        return _parse_range(item, family, force, limit)
+    if "-" in item and (first := _range_start(item)) is not None:
+        return _parse_range(item, first, family, force, limit)
     bare = item[1:-1] if item.startswith("[") and item.endswith("]") else item
     try:
         address = ipaddress.ip_address(bare)
@@ -112,10 +112,10 @@ def _range_start(item: str) -> IPAddress | None:
         return None
 
 
-def _parse_range(item: str, family: int | None, force: bool, limit: bool) -> TargetSpec:
-    """'127.0.1.1-254' (the last octet, as nmap) or '127.0.1.1-127.0.1.9' (two addresses)."""
-    start_text, _, end_text = item.partition("-")
-    first = ipaddress.ip_address(start_text)
+def _parse_range(item: str, first: IPAddress, family: int | None, force: bool, limit: bool) -> TargetSpec:
+    """'127.0.1.1-254' (the last octet, as nmap) or '127.0.1.1-127.0.1.9' (two addresses);
+    `first` is the address before the '-' (_range_start)."""
+    end_text = item.partition("-")[2]
     if first.version == 4 and end_text.isascii() and end_text.isdigit():
         if len(end_text) > 3 or int(end_text) > 255:
             raise TargetError(f"bad range {item!r}: the last octet runs to 255 at most")

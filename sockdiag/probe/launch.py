@@ -106,7 +106,8 @@ class Launcher:
         in_progress, refused, sol, so_error = self._in_progress, self._refused, socket.SOL_SOCKET, socket.SO_ERROR
         report_closed, out = CLOSED in self.config.report, self._tally.out
         watch, poller = self._inflight.watch, self._inflight.poller
-        family, ip, scope, label = self._host
+        concurrency = self.concurrency  # only a backoff lowers it, and the batch ends there
+        current, (family, ip, scope, label) = self._host_index, self._host
         v4 = family == socket.AF_INET
         host_deadline, host_timeout, rtt, sample_due = self._host_deadline, self._host_timeout, self._rtt, True
         host_deadlines = self._host_deadlines
@@ -114,7 +115,7 @@ class Launcher:
         reuse, aborted, spare, spare_family = self._reuse, self._aborted, None, 0
         try:
             for _ in range(_BATCH):
-                if len(inflight) >= self.concurrency:
+                if len(inflight) >= concurrency:
                     state = 2
                     break
                 if retry:
@@ -131,9 +132,9 @@ class Launcher:
                     state = 0
                     break
                 host_index, port_index = divmod(index, nports)
-                if host_index != self._host_index:
-                    self._host_index, self._host = host_index, jobs.target(host_index)
-                    family, ip, scope, label = self._host
+                if host_index != current:  # every attempt in random order: jobs.target() caches
+                    family, ip, scope, label = jobs.target(host_index)
+                    current = host_index
                     v4 = family == socket.AF_INET
                     if host_timeout is not None:
                         host_deadline = self._host_deadline = self._deadline_of(host_index)
@@ -191,11 +192,11 @@ class Launcher:
                 except BaseException:
                     sock.close()
                     raise
-                if err == refused and reuse and spare is None:
-                    spare, spare_family = sock, family
-                else:
-                    sock.close()
                 if err == refused:
+                    if reuse and spare is None:
+                        spare, spare_family = sock, family
+                    else:
+                        sock.close()
                     closed += 1
                     if host_timeout is not None:  # the host answered: its --host-timeout starts again
                         host_deadlines[host_index] = now + host_timeout
@@ -207,6 +208,7 @@ class Launcher:
                     if tries:
                         live.discard(index)
                     continue
+                sock.close()
                 if not self._failed(index, label, port, tries, err, now):
                     state = 2
                     break
@@ -218,6 +220,7 @@ class Launcher:
             if spare is not None:  # kept only within a batch: no socket outlives launch()
                 spare.close()
             self.next = nxt
+            self._host_index, self._host = current, (family, ip, scope, label)
             self._tally.counts[CLOSED] += closed
             self._tally.done += closed
         return state
