@@ -78,13 +78,8 @@ def tcp_rows(protos=("tcp", "tcp6"), hz: int = 100, infos: dict | None = None) -
     platform.procnet reads from /proc in less than half the CPU time. `infos`, when given,
     receives inode -> TcpInfo (the one dump then carries struct tcp_info: states -i). A kernel
     without IPv6 gives no IPv6 rows; NetlinkUnavailable when there is no INET_DIAG at all."""
-    cache: dict[bytes, str] = {}
-
-    def ntop6(raw: bytes) -> str:
-        text = cache.get(raw)
-        if text is None:
-            text = cache[raw] = socket.inet_ntop(socket.AF_INET6, raw)
-        return text
+    def ntop6(raw: bytes) -> str:  # TableDump keeps each address's text: one call per address
+        return socket.inet_ntop(socket.AF_INET6, raw)
 
     rows: list[tuple] = []
     buf = bytearray(_RECV_SIZE)

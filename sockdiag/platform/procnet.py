@@ -544,14 +544,7 @@ class ForkedOwnerWalk:
     def result(self) -> tuple[dict[int, tuple], int]:
         """(inode -> (pid, process, owners), processes whose fds could not be read)."""
         if self._result is None:
-            parts = []
-            for _child, read_end in self._children:
-                chunks = []
-                while chunk := os.read(read_end, 1 << 20):
-                    chunks.append(chunk)
-                triples = array.array("q")
-                triples.frombytes(b"".join(chunks))
-                parts.append(triples)
+            parts = [array.array("q", _read_to_end(read_end)) for _child, read_end in self._children]
             self.close()
             if all(parts):
                 held, denied = _merge_triples(parts)
@@ -564,13 +557,20 @@ class ForkedOwnerWalk:
         """Reap every child, whatever ended read_rows: no zombie, no open pipe."""
         for child, read_end in self._children:
             try:
-                while os.read(read_end, 1 << 20):  # let it finish writing, then it exits
-                    pass
+                _read_to_end(read_end)  # let it finish writing, then it exits
             except OSError:
                 pass
             os.close(read_end)
             os.waitpid(child, 0)
         self._children = []
+
+
+def _read_to_end(fd: int) -> bytes:
+    """Everything a child writes to its pipe, up to its end (the child exited or closed it)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _fork_walk(proc: str, pids: list) -> tuple[int, int]:
@@ -609,7 +609,7 @@ def _merge_triples(parts: list) -> tuple[dict[int, tuple], int]:
     """The children's [denied, inode, pid, fd, ...] arrays -> (inode -> ((pid, fd), ...), denied),
     a shared socket's holders in ascending PID order, as one walk lists them."""
     held: dict[int, tuple] = {}
-    get, shared, denied = held.get, False, 0
+    get, shared, denied = held.get, set(), 0
     for triples in parts:
         denied += triples[0]
         it = iter(triples[1:])
@@ -619,11 +619,9 @@ def _merge_triples(parts: list) -> tuple[dict[int, tuple], int]:
                 held[inode] = ((pid, fd),)
             else:
                 held[inode] = found + ((pid, fd),)
-                shared = True
-    if shared:
-        for inode, holders in held.items():
-            if len(holders) > 1:
-                held[inode] = tuple(sorted(holders))
+                shared.add(inode)
+    for inode in shared:  # each child listed its holders in order; together they interleave
+        held[inode] = tuple(sorted(held[inode]))
     return held, denied
 
 
