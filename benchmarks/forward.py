@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import os
 import random
-import selectors
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,7 @@ import time
 from pathlib import Path
 
 from _bench import have, median, ratio, sockdiag_argv, table
-from relay import TIME, Measured, free_port, wait_listening
+from relay import TIME, Measured, echo_clients, free_port, wait_listening
 
 MIB = 1024**2
 RSS_BAR_MIB = 64
@@ -133,65 +131,6 @@ def bench_throughput(runs: int, sizes: Sizes, data: Path) -> tuple[str, list[str
 
 # --- 2 and 3: clients through the forwarder to an echo upstream -----------------------------------
 
-def drive(port: int, total: int, parallel: int, size: int) -> tuple[float, int, int]:
-    """`total` connections, `parallel` at a time, each sending `size` bytes (a rotation of one
-    pattern), half-closing and reading the echo. Returns (seconds, byte-exact, failed)."""
-    pattern = random.Random(7).randbytes(size)
-    doubled = memoryview(pattern + pattern)
-    selector = selectors.DefaultSelector()
-    state: dict = {}
-    buffer = memoryview(bytearray(256 * 1024))
-    started = matched = failed = 0
-    start = time.perf_counter()
-    deadline = start + 300
-
-    def open_one(index: int) -> None:
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.connect_ex(("127.0.0.1", port))
-        state[sock] = {"offset": (index * 4099) % size, "sent": 0, "received": 0, "ok": True}
-        selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-
-    def finish(sock, good: bool) -> None:
-        nonlocal matched, failed
-        matched += good
-        failed += not good
-        selector.unregister(sock)
-        sock.close()
-        del state[sock]
-
-    while (state or started < total) and time.perf_counter() < deadline:
-        while started < total and len(state) < parallel:
-            open_one(started)
-            started += 1
-        for key, mask in selector.select(1.0):
-            sock, s = key.fileobj, state[key.fileobj]
-            try:
-                if mask & selectors.EVENT_WRITE and s["sent"] < size:
-                    begin = s["offset"] + s["sent"]
-                    s["sent"] += sock.send(doubled[begin:begin + min(65536, size - s["sent"])])
-                    if s["sent"] == size:
-                        sock.shutdown(socket.SHUT_WR)
-                        selector.modify(sock, selectors.EVENT_READ)
-                if mask & selectors.EVENT_READ:
-                    count = sock.recv_into(buffer)
-                    if count:
-                        begin = s["offset"] + s["received"]
-                        s["ok"] &= buffer[:count] == doubled[begin:begin + count]
-                        s["received"] += count
-                        continue
-                    finish(sock, s["ok"] and s["received"] == size and s["sent"] == size)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                finish(sock, False)
-    failed += len(state) + (total - started)
-    for sock in state:
-        sock.close()
-    selector.close()
-    return time.perf_counter() - start, matched, failed
-
-
 def bench_clients(runs: int, total: int, parallel: int, size: int) -> dict[str, list]:
     """Per forwarder: [times, matched, failed, peak RSS]."""
     results = {name: [[], 0, 0, 0.0] for name in forwarders(0, 0)}
@@ -204,7 +143,7 @@ def bench_clients(runs: int, total: int, parallel: int, size: int) -> dict[str, 
             try:
                 wait_listening(uport, echo)
                 forwarder = start_forwarder(argv, extra, fport)
-                elapsed, matched, failed = drive(fport, total, parallel, size)
+                elapsed, matched, failed = echo_clients(fport, total, size, parallel, timeout=300)
                 peak = stop(forwarder)
             finally:
                 echo.send_signal(signal.SIGINT)

@@ -36,12 +36,15 @@ DROPPED = sorted(_rng.sample(range(1, 5001), 1000))
 FILTER_LISTENERS = sorted(_rng.sample(sorted(set(range(1, 5001)) - set(DROPPED)), 25))
 TIMEOUT = 1.0
 
+# The listener child (Listeners here, and probe_hosts.py's): host:port items as arguments.
 LISTENER_CODE = r"""
-import selectors, socket, sys
+import selectors, signal, socket, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # ends when its stdin closes, whatever killed the parent
 sel = selectors.DefaultSelector()
-for port in map(int, sys.argv[1:]):
+for item in sys.argv[1:]:
+    host, port = item.rsplit(":", 1)
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port)); s.listen(1024); s.setblocking(False)
+    s.bind((host, int(port))); s.listen(1024); s.setblocking(False)
     sel.register(s, selectors.EVENT_READ)
 sel.register(sys.stdin, selectors.EVENT_READ)
 print("ready", flush=True)
@@ -62,7 +65,7 @@ class Listeners:
     (so repeated scans never fill an accept queue); ends when its stdin closes."""
 
     def __init__(self, ports: list[int]):
-        self.proc = subprocess.Popen([sys.executable, "-c", LISTENER_CODE, *map(str, ports)],
+        self.proc = subprocess.Popen([sys.executable, "-c", LISTENER_CODE, *(f"127.0.0.1:{port}" for port in ports)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert self.proc.stdout.readline().strip() == b"ready"
 

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from _bench import have, median, peak_rss_mib, ratio, run_timed, sockdiag_argv, table
+from probe import LISTENER_CODE
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "127.0.1."
@@ -53,28 +54,6 @@ HOST_TIMEOUT = 2
 RATE = 2000
 SAMPLE_EVERY = 0.5
 RUN_LIMIT = 1800.0  # seconds; nmap -Pn on silent hosts is slow, but never this slow
-
-LISTENER_CODE = r"""
-import selectors, signal, socket, sys
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # ends when its stdin closes, whatever killed the parent
-sel = selectors.DefaultSelector()
-for item in sys.argv[1:]:
-    host, port = item.rsplit(":", 1)
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, int(port))); s.listen(1024); s.setblocking(False)
-    sel.register(s, selectors.EVENT_READ)
-sel.register(sys.stdin, selectors.EVENT_READ)
-print("ready", flush=True)
-while True:
-    for key, _ in sel.select():
-        if key.fileobj is sys.stdin:
-            sys.exit(0)
-        try:
-            conn, _ = key.fileobj.accept()
-            conn.close()
-        except OSError:
-            pass
-"""
 
 
 class Plan:

@@ -182,25 +182,40 @@ def bench_throughput(runs: int, data: Path) -> tuple[str, list[str]]:
 
 # --- 2. echo under 200 concurrent clients --------------------------------------------------------
 
-def echo_clients(port: int, clients: int, size: int) -> tuple[float, int, int]:
-    """Drive `clients` connections at once, each sending `size` bytes and reading them back.
-    Returns (seconds, clients whose echo matched byte for byte, clients that failed)."""
+def echo_clients(port: int, total: int, size: int, parallel: int | None = None,
+                 timeout: float = 120.0) -> tuple[float, int, int]:
+    """`total` connections, `parallel` at a time (default: all at once), each sending `size` bytes
+    (a different rotation of one pattern), half-closing and reading the echo back. Gives up after
+    `timeout` seconds. Returns (seconds, clients whose echo matched byte for byte, clients that failed)."""
+    parallel = total if parallel is None else parallel
     pattern = random.Random(7).randbytes(size)
     doubled = memoryview(pattern + pattern)
     selector = selectors.DefaultSelector()
-    state = {}
+    state: dict = {}
+    buffer = memoryview(bytearray(256 * 1024))
+    started = matched = failed = 0
     start = time.perf_counter()
-    for index in range(clients):
+    deadline = start + timeout
+
+    def open_one(index: int) -> None:
         sock = socket.socket()
         sock.setblocking(False)
         sock.connect_ex(("127.0.0.1", port))
-        offset = (index * 4099) % size  # each client sends a different rotation of the pattern
-        state[sock] = {"offset": offset, "sent": 0, "received": 0, "ok": True}
+        state[sock] = {"offset": (index * 4099) % size, "sent": 0, "received": 0, "ok": True}
         selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-    buffer = memoryview(bytearray(256 * 1024))
-    matched = failed = 0
-    deadline = start + 120
-    while state and time.perf_counter() < deadline:
+
+    def finish(sock, good: bool) -> None:
+        nonlocal matched, failed
+        matched += good
+        failed += not good
+        selector.unregister(sock)
+        sock.close()
+        del state[sock]
+
+    while (state or started < total) and time.perf_counter() < deadline:
+        while started < total and len(state) < parallel:
+            open_one(started)
+            started += 1
         for key, mask in selector.select(1.0):
             sock, s = key.fileobj, state[key.fileobj]
             try:
@@ -217,20 +232,12 @@ def echo_clients(port: int, clients: int, size: int) -> tuple[float, int, int]:
                         s["ok"] &= buffer[:count] == doubled[begin:begin + count]
                         s["received"] += count
                         continue
-                    good = s["ok"] and s["received"] == size and s["sent"] == size
-                    matched += good
-                    failed += not good
-                    selector.unregister(sock)
-                    sock.close()
-                    del state[sock]
+                    finish(sock, s["ok"] and s["received"] == size and s["sent"] == size)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
-                failed += 1
-                selector.unregister(sock)
-                sock.close()
-                del state[sock]
-    failed += len(state)
+                finish(sock, False)
+    failed += len(state) + (total - started)
     for sock in state:
         sock.close()
     selector.close()
