@@ -15,6 +15,7 @@ import pytest
 
 from sockdiag import platform
 from sockdiag.core.spans import AddressRange
+from sockdiag.probe.jobs import GROUP_JOBS
 from sockdiag.probe.pool import Scanner
 from sockdiag.probe.scanner import Host, Jobs, ScanConfig
 from tests.conftest import run_main
@@ -94,7 +95,8 @@ def test_memory_stays_flat_for_254_hosts_by_1000_ports():
     finally:
         tracemalloc.stop()
     assert jobs.total == 254_000 and len(seen) == len(range(0, jobs.total, 97))
-    assert peak < (1 << 20) + len(seen) * 100  # a port permutation and one group: never a list of jobs
+    # a port permutation and one group's table (8 bytes a job): never a list of jobs
+    assert peak < (1 << 20) + 8 * GROUP_JOBS + len(seen) * 100
 
 
 # --- the scanner: attempt order observed, results compared -------------------------------------------

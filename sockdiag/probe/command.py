@@ -69,14 +69,16 @@ def plan(args, jobs: Jobs, env) -> tuple[ScanConfig, int]:
     shards = min(shards, concurrency)
     report = frozenset(STATES) if args.all else frozenset({OPEN, OPEN_FILTERED} if args.udp else {OPEN})
     host_timeout = getattr(args, "host_timeout", None)
-    if host_timeout is not None:
-        report |= {HOST_TIMEOUT}  # Output warns about the host, and prints the rows with -a only
+    once = frozenset()
+    if host_timeout is not None and not args.all:  # Output warns about the host: its first row will do
+        report, once = report | {HOST_TIMEOUT}, frozenset({HOST_TIMEOUT})
     close = args.close or ("fin" if args.banner else "rst")  # a banner read ends with FIN unless asked
     config = ScanConfig(udp=args.udp, timeout=args.timeout or INITIAL_TIMEOUT, retries=args.retries,
                         concurrency=concurrency, rate=args.rate, banner=args.banner,
                         banner_wait=getattr(args, "banner_wait", 1.0), banner_bytes=BANNER_BYTES, report=report,
                         close=close, adaptive=args.timeout is None and not args.udp, host_timeout=host_timeout,
-                        udp_payloads=udppayloads.payloads(jobs.ports) if args.udp else None)
+                        udp_payloads=udppayloads.payloads(jobs.ports) if args.udp else None,
+                        report_once=once)
     timeout = "adaptive timeouts" if config.adaptive else f"timeout {config.timeout:g} s"
     env.info(f"{jobs.total} attempts, {concurrency} in flight at most, {shards} scanner thread(s), "
              f"{timeout}, {args.retries} retries", level=2)

@@ -39,17 +39,22 @@ class Completions:
             self._read_banner(fd, attempt)
             return
         now = self.clock()
+        quiet = self._inflight.quiet
         if self.config.udp:
             try:
                 data = sock.recv(max(1, self.config.banner_bytes))
             except OSError as exc:
                 self._drop(fd, sock)
+                if quiet is not None:  # a port unreachable is the host's answer; others are not
+                    self._heard(quiet, attempt, exc.errno == _REFUSED)
                 name = platform.errno_name(exc.errno) if exc.errno else "EIO"
                 self._finish(attempt.index, attempt.ip, attempt.port, classify(name), now - attempt.start, name, None)
                 return
             self._drop(fd, sock)
             if self._host_timeout is not None:  # a reply: the host answered
                 self._inflight.host_deadlines[attempt.index // self._nports] = now + self._host_timeout
+                if quiet is not None:
+                    self._heard(quiet, attempt, True)
             self._finish(attempt.index, attempt.ip, attempt.port, OPEN, now - attempt.start, None,
                          data if self.config.banner else None)
             return
@@ -59,6 +64,10 @@ class Completions:
                 self._rtt.sample(attempt.index // self._nports, now - attempt.start)
             if self._host_timeout is not None:
                 self._inflight.host_deadlines[attempt.index // self._nports] = now + self._host_timeout
+            if quiet is not None:
+                self._heard(quiet, attempt, True)
+        elif quiet is not None:  # unreachable, or another error: not the host's own answer
+            self._heard(quiet, attempt, False)
         if err:
             self._drop(fd, sock)
             name = platform.errno_name(err)
@@ -66,6 +75,14 @@ class Completions:
             return
         attempt.rtt = now - attempt.start
         self.connected(fd, attempt)
+
+    def _heard(self, quiet, attempt: Attempt, answered: bool) -> None:
+        """Tell --host-timeout's window (probe.quiet) how an attempt in flight ended."""
+        host = attempt.index // self._nports
+        if answered:
+            quiet.answered(host)
+        else:
+            quiet.ended(host, False)
 
     def connected(self, fd: int, attempt: Attempt) -> None:
         """SO_ERROR is 0 after writability: the handshake completed, unless the peer is this very
@@ -127,6 +144,7 @@ class Completions:
         silent = OPEN_FILTERED if self.config.udp else FILTERED
         pop = (lambda: heapq.heappop(deadlines)) if self._inflight.heap else deadlines.popleft
         host_deadlines = self._inflight.host_deadlines if self._inflight.host_timeout is not None else None
+        quiet = self._inflight.quiet
         while deadlines and deadlines[0][0] <= now:
             deadline, fd, attempt = pop()
             if inflight.get(fd) is not attempt or attempt.rtt is not None:
@@ -142,6 +160,8 @@ class Completions:
                     continue
             del inflight[fd]
             self._drop(fd, attempt.sock)
+            if quiet is not None:
+                quiet.ended(attempt.index // self._nports, given_up)
             if given_up:
                 self._finish(attempt.index, attempt.ip, attempt.port, HOST_TIMEOUT, None, None, None)
             elif attempt.tries < self.config.retries:

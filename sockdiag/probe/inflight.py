@@ -48,6 +48,7 @@ class InFlight:
         self.heap = rtt is not None or host_timeout is not None
         self.deadlines: deque | list = [] if self.heap else deque()
         self.host_deadlines: dict[int, float] = {}  # host index -> when --host-timeout gives it up
+        self.quiet = None  # probe.quiet.QuietHosts with --host-timeout (the shard sets it)
         if self.heap:
             self.watch = self._watch_timed
         self.banner_deadlines: deque = deque()
@@ -79,6 +80,9 @@ class InFlight:
         deadline = attempt.start + (self.rtt.timeout(host) if self.rtt is not None else self.timeout)
         if self.host_timeout is not None:
             deadline = min(deadline, self.host_deadlines.get(host, deadline))
+            quiet = self.quiet
+            if quiet is not None and host not in quiet.heard:
+                quiet.launched(host)
         heapq.heappush(self.deadlines, (deadline, fd, attempt))
         if attempt.index not in self._live:
             self._live.add(attempt.index)

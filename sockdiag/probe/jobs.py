@@ -22,7 +22,7 @@ class ScanConfig:
                  rate: float | None = None, banner: bool = False, banner_wait: float = 1.0,
                  banner_bytes: int = 512, udp_payload: bytes = b"", report: frozenset = frozenset({OPEN}),
                  close: str = "rst", adaptive: bool = False, host_timeout: float | None = None,
-                 udp_payloads: dict | None = None):
+                 udp_payloads: dict | None = None, report_once: frozenset = frozenset()):
         if close not in ("rst", "fin"):
             raise ValueError(f"close must be 'rst' or 'fin', not {close!r}")
         self.udp, self.timeout, self.retries, self.concurrency = udp, timeout, retries, concurrency
@@ -33,6 +33,7 @@ class ScanConfig:
         # given up. udp_payloads: port -> datagram (core.udppayloads), else udp_payload.
         self.adaptive, self.host_timeout, self.udp_payloads = adaptive, host_timeout, udp_payloads or {}
         self.report = report  # results of these states are handed back; the others only counted
+        self.report_once = report_once  # of those, only each host's first (results.Tally)
 
     def replace(self, **changes) -> "ScanConfig":
         return ScanConfig(**{**self.__dict__, **changes})
@@ -60,7 +61,7 @@ class Host:
         return max(len(self.address(0)), len(self.address(self.count - 1)))
 
 
-GROUP_JOBS = 1 << 14  # jobs per host group in random order (see Jobs): its results wait for the whole group
+GROUP_JOBS = 1 << 18  # jobs per host group in random order (see Jobs): its results wait for the whole group
 
 
 class Jobs:
@@ -139,7 +140,7 @@ class Jobs:
     def _make_table(self, group: int) -> tuple[int, int, array.array]:
         start, end, count, offsets, shifts = self._make_group(group)
         order = self._port_order
-        table = array.array("q", bytes(8 * (end - start)))  # filled in place: no list of ints on the way
+        table = array.array("q", [0]) * (end - start)  # filled in place: no list of ints, no bytes copy
         slots = len(offsets)
         for slot, (offset, shift) in enumerate(zip(offsets, shifts)):
             table[slot::slots] = array.array("q", [offset + job for job in order[shift:shift + len(self.ports)]])

@@ -111,6 +111,8 @@ class Launcher:
         v4 = family == socket.AF_INET
         host_deadline, host_timeout, rtt, sample_due = self._host_deadline, self._host_timeout, self._rtt, True
         host_deadlines = self._host_deadlines
+        quiet = self._inflight.quiet  # --host-timeout's window for hosts not heard from (probe.quiet)
+        heard = quiet.heard if quiet is not None else None
         nxt, closed, state = self.next, 0, 1
         reuse, aborted, spare, spare_family = self._reuse, self._aborted, None, 0
         try:
@@ -136,8 +138,12 @@ class Launcher:
                     family, ip, scope, label = jobs.target(host_index)
                     current = host_index
                     v4 = family == socket.AF_INET
-                    if host_timeout is not None:
-                        host_deadline = self._host_deadline = self._deadline_of(host_index)
+                    if host_timeout is not None:  # SEC after the host's first attempt in this shard, or
+                        # after its latest answer (a refusal here, any answer in Completions.ready)
+                        host_deadline = host_deadlines.get(host_index)
+                        if host_deadline is None:
+                            host_deadline = host_deadlines[host_index] = clock() + host_timeout
+                        self._host_deadline = host_deadline
                 now = clock()
                 if now >= host_deadline and now >= self._refresh_deadline(host_index):
                     # --host-timeout gave this host up: no socket, no --rate token
@@ -146,6 +152,16 @@ class Launcher:
                     else:
                         nxt += step
                     self._finish(index, label, ports[port_index], HOST_TIMEOUT, None, None, None)
+                    if quiet is not None:
+                        quiet.give_up(host_index)
+                    continue
+                if quiet is not None and host_index not in heard and quiet.full(host_index):
+                    # not heard from yet, and its window is full: the job waits (probe.quiet)
+                    if retry:
+                        retry.popleft()
+                    else:
+                        nxt += step
+                    quiet.park(host_index, index, tries, label, ports[port_index])
                     continue
                 if take_token and not take_token(now):
                     state = 3
@@ -185,6 +201,8 @@ class Launcher:
                                 watch(sock, Attempt(sock, index, label, port, tries, now), poller.OUT)
                                 continue
                         elif not err:  # connected at once (some stacks do for loopback)
+                            if quiet is not None:
+                                quiet.answered(host_index)
                             attempt = Attempt(sock, index, label, port, tries, now)
                             attempt.rtt = clock() - now
                             self._connected(sock.fileno(), attempt)
@@ -200,6 +218,8 @@ class Launcher:
                     closed += 1
                     if host_timeout is not None:  # the host answered: its --host-timeout starts again
                         host_deadlines[host_index] = now + host_timeout
+                        if host_index not in heard:
+                            quiet.answered(host_index)
                     if rtt is not None and sample_due:  # one sample per batch: cheap
                         rtt.sample(host_index, clock() - now)
                         sample_due = False
@@ -216,6 +236,9 @@ class Launcher:
                 state = 1
             if not (retry or nxt < total):
                 state = 0
+                if quiet is not None and quiet.parked and not inflight:  # nothing left to release them
+                    quiet.release_all()
+                    state = 1
         finally:
             if spare is not None:  # kept only within a batch: no socket outlives launch()
                 spare.close()
@@ -229,14 +252,6 @@ class Launcher:
         """The host's --host-timeout deadline as it is now (answers move it later)."""
         self._host_deadline = self._host_deadlines.get(host_index, _NEVER)
         return self._host_deadline
-
-    def _deadline_of(self, host_index: int) -> float:
-        """When --host-timeout gives the host up: SEC after its first attempt in this shard, or
-        after its latest answer (a refusal here, any answer in Completions.ready)."""
-        deadline = self._host_deadlines.get(host_index)
-        if deadline is None:
-            deadline = self._host_deadlines[host_index] = self.clock() + self._host_timeout
-        return deadline
 
     def _failed(self, index: int, label: str, port: int, tries: int, err: int | None, now: float) -> bool:
         """An attempt that failed at once (other than a plain refusal). False: the machine ran

@@ -31,8 +31,11 @@ class Tally:
     """One shard's findings: counts per state, the reportable results in completion order, and
     the jobs started but not finished, whose lowest index holds the shard's watermark back."""
 
-    def __init__(self, report: frozenset):
+    def __init__(self, report: frozenset, once: frozenset = frozenset()):
         self.report = report  # results of these states are handed back; the others only counted
+        # of these (reported) states, only a host's first result is handed back: host-timeout
+        # without -a, where the command only warns about the host, not about each of its ports
+        self.once, self._seen = once, set()
         self.out: deque[Result] = deque()
         self.counts = dict.fromkeys(STATES, 0)
         self.done = 0
@@ -46,7 +49,9 @@ class Tally:
     def finish(self, index: int, ip: str, port: int, state: str, rtt, errno_name, banner) -> None:
         self.counts[state] += 1
         self.done += 1
-        if state in self.report:
+        if state in self.report and (state not in self.once or (ip, state) not in self._seen):
+            if self.once:
+                self._seen.add((ip, state))
             self.out.append((index, ip, port, state, rtt, errno_name, banner))
         self.live.discard(index)
 

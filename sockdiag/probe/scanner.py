@@ -28,6 +28,7 @@ from sockdiag.probe.completions import Completions
 from sockdiag.probe.inflight import InFlight
 from sockdiag.probe.jobs import Host, Jobs, ScanConfig
 from sockdiag.probe.launch import Launcher
+from sockdiag.probe.quiet import QuietHosts
 from sockdiag.probe.results import (CLOSED, ERROR, FILTERED, HOST_TIMEOUT, OPEN, OPEN_FILTERED, STATES, UNREACHABLE,
                                     Result, Tally, classify)
 
@@ -60,7 +61,7 @@ class Shard:
         self.error: BaseException | None = None
         self.on_progress: Callable[[], None] | None = None  # called every _REPORT_EVERY s by the loop
         self._next_report = 0.0
-        tally = self._tally = Tally(config.report)
+        tally = self._tally = Tally(config.report, config.report_once)
         # The tally's own deque and dict, never replaced: probe.pool drains `out` result by result.
         self.out: deque[Result] = tally.out  # reportable results, in completion order
         self.counts = tally.counts
@@ -69,6 +70,8 @@ class Shard:
         self._inflight = InFlight(config.timeout, rst if config.close == "rst" else None, rst, tally, rtt=rtt,
                                   host_timeout=config.host_timeout, nports=max(1, len(jobs.ports)))
         retry: deque = deque()  # (index, tries): expired or backed-off jobs, started again first
+        if config.host_timeout is not None:  # few attempts in flight to a host not heard from yet
+            self._inflight.quiet = QuietHosts(retry, tally)
         self._completions = Completions(config, clock, self._inflight, tally, retry)
         self._launcher = Launcher(jobs, config, first, step, clock, socket_factory or _raw_socket,
                                   self._inflight, tally, self._completions, retry)
