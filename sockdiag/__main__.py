@@ -1,8 +1,6 @@
 """`python -m sockdiag`: run the CLI and exit with its status."""
 
-import sys
-
-from sockdiag.cli import main
+from sockdiag.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    entry()

@@ -75,6 +75,40 @@ def _command_named(argv: list[str]) -> str | None:
     return None
 
 
+def entry() -> None:
+    """The `sockdiag` console script and `python -m sockdiag`: main(), then exit with its status."""
+    status = main()
+    _exit(status)
+
+
+def _exit(status: int) -> None:
+    """Exit without the interpreter's teardown when it has nothing left to do: it frees every
+    object one by one (20-25 ms after a 20,000-row table, ~20 ms after a scan), and the work is
+    done. Only when the main thread is the only thread and no atexit callback is registered
+    (those would run in the teardown); the streams are flushed first. Else a normal exit."""
+    import os
+
+    threading = sys.modules.get("threading")
+    if (threading is None or threading.active_count() == 1) and _atexit_callbacks() == 0:
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+        except (OSError, ValueError):
+            pass  # the normal exit below deals with a broken or closed stream as before
+        else:
+            os._exit(status)
+    sys.exit(status)
+
+
+def _atexit_callbacks() -> int:
+    """How many atexit callbacks are registered (-1 when the interpreter cannot say)."""
+    import atexit
+
+    count = getattr(atexit, "_ncallbacks", None)
+    return count() if count is not None else -1
+
+
 def main(argv: Sequence[str] | None = None, env=None) -> int:
     """Run sockdiag with `argv` (without the program name); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -167,3 +167,63 @@ def test_usage_error_into_a_closed_pipe_still_exits_2():
             "from sockdiag.cli import main; sys.exit(main(['bogus']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, timeout=30)
     assert out.returncode == 2
+
+
+# --- the quick exit (cli.entry) ---------------------------------------------------------------------
+
+class _Exited(Exception):
+    def __init__(self, how: str, status: int):
+        self.how, self.status = how, status
+
+
+@pytest.fixture
+def exits(monkeypatch):
+    """cli._exit's two ways out, recorded instead of taken."""
+    import os
+
+    def quick(status):
+        raise _Exited("os._exit", status)
+
+    def normal(status):
+        raise _Exited("sys.exit", status)
+
+    monkeypatch.setattr(os, "_exit", quick)
+    monkeypatch.setattr(sys, "exit", normal)
+
+
+def test_exit_skips_the_teardown_when_nothing_is_left_to_run(exits, monkeypatch):
+    monkeypatch.setattr(cli_module(), "_atexit_callbacks", lambda: 0)
+    with pytest.raises(_Exited) as exited:
+        cli_module()._exit(3)
+    assert (exited.value.how, exited.value.status) == ("os._exit", 3)
+
+
+def test_exit_is_normal_while_another_thread_runs(exits, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(cli_module(), "_atexit_callbacks", lambda: 0)
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(_Exited) as exited:
+            cli_module()._exit(0)
+    finally:
+        release.set()
+        worker.join()
+    assert exited.value.how == "sys.exit"  # the thread is joined, as a normal exit does
+
+
+def test_exit_is_normal_when_an_atexit_callback_waits(exits, monkeypatch):
+    monkeypatch.setattr(cli_module(), "_atexit_callbacks", lambda: 1)
+    with pytest.raises(_Exited) as exited:
+        cli_module()._exit(1)
+    assert exited.value.how == "sys.exit"
+
+
+def test_quick_exit_delivers_every_byte_and_the_status():
+    """Through a pipe, as a script reads it: the last line arrives, then the status."""
+    r = run_module(["probe", "-o", "json", "-a", "--no-randomize", "127.0.0.1", "1-300"], text=True)
+    rows = r.stdout.splitlines()
+    assert len(rows) == 300 and all(row.endswith("}") for row in rows)
+    assert r.returncode in (0, 1) and r.stderr == ""
