@@ -203,21 +203,37 @@ def test_forked_walk_gives_the_in_process_result(fake_proc):
 
 def test_forked_walk_walks_itself_when_a_child_fails(fake_proc, monkeypatch):
     parent = os.getpid()
-    real = procnet.socket_owners
+    real = procnet.socket_triples
+    expected = procnet.owner_table(procnet.socket_owners(fake_proc)[0], procnet.ProcessNames(fake_proc)), 0
 
     def fails_in_a_child(*args, **kwargs):
         if os.getpid() != parent:
             raise MemoryError
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(procnet, "socket_owners", fails_in_a_child)
+    monkeypatch.setattr(procnet, "socket_triples", fails_in_a_child)
     names = procnet.ProcessNames(fake_proc)
     walk = procnet.ForkedOwnerWalk(fake_proc, None, names)
     try:
-        assert walk.result() == (procnet.owner_table(real(fake_proc)[0], names), 0)  # walked here
+        assert walk.result() == expected  # walked here
     finally:
         walk.close()
     assert walk._children == []
+
+
+def test_owners_from_triples_is_merge_then_owner_table():
+    """The one-pass merge gives what _merge_triples and owner_table give together: a socket held
+    in two walks, and twice in one process (a dup), lists its holders by PID, then fd."""
+    import array
+
+    names = {1: "a", 2: "b", 3: "c"}.get
+    parts = [array.array("q", [1, 100, 1, 3, 200, 1, 4, 300, 3, 9]),
+             array.array("q", [2, 100, 2, 5, 300, 2, 7, 300, 2, 6, 400, 2, 8])]
+    held, denied = procnet._merge_triples(parts)
+    table, denied_too = procnet.owners_from_triples(parts, names)
+    assert table == procnet.owner_table(held, names) and denied == denied_too == 3
+    assert table[300] == (2, "b", ((2, "b", 6), (2, "b", 7), (3, "c", 9)))
+    assert table[100] == (1, "a", ((1, "a", 3), (2, "b", 5)))
 
 
 def test_owner_walk_errors_reach_the_caller_and_no_thread_is_left(tmp_path):
