@@ -87,6 +87,8 @@ class Launcher:
         self._host_deadlines = inflight.host_deadlines
         self._host_deadline = _NEVER
         self._group = (0, 0, ())  # the random order's current (start, end, table): see Jobs.group_table
+        self._hosts: dict[int, tuple] = {}  # host index -> _host_entry(), for a group or two of hosts
+        self._hosts_limit = 2 * jobs.group_hosts + 16
 
     def launch(self) -> int:
         """Start up to _BATCH attempts. Returns 0: no work left to start; 1: more can start now;
@@ -110,7 +112,7 @@ class Launcher:
         current, (family, ip, scope, label) = self._host_index, self._host
         v4 = family == socket.AF_INET
         host_deadline, host_timeout, rtt, sample_due = self._host_deadline, self._host_timeout, self._rtt, True
-        host_deadlines = self._host_deadlines
+        host_deadlines, hosts_get = self._host_deadlines, self._hosts.get
         quiet = self._inflight.quiet  # --host-timeout's window for hosts not heard from (probe.quiet)
         heard = quiet.heard if quiet is not None else None
         nxt, closed, state = self.next, 0, 1
@@ -134,16 +136,17 @@ class Launcher:
                     state = 0
                     break
                 host_index, port_index = divmod(index, nports)
-                if host_index != current:  # every attempt in random order: jobs.target() caches
-                    family, ip, scope, label = jobs.target(host_index)
+                if host_index != current:  # every attempt in random order: a dict lookup, no call
+                    found = hosts_get(host_index)
+                    if found is None:
+                        found = self._host_entry(host_index)
+                    family, ip, scope, label, v4 = found
                     current = host_index
-                    v4 = family == socket.AF_INET
                     if host_timeout is not None:  # SEC after the host's first attempt in this shard, or
                         # after its latest answer (a refusal here, any answer in Completions.ready)
                         host_deadline = host_deadlines.get(host_index)
                         if host_deadline is None:
                             host_deadline = host_deadlines[host_index] = clock() + host_timeout
-                        self._host_deadline = host_deadline
                 now = clock()
                 if now >= host_deadline and now >= self._refresh_deadline(host_index):
                     # --host-timeout gave this host up: no socket, no --rate token
@@ -243,10 +246,19 @@ class Launcher:
             if spare is not None:  # kept only within a batch: no socket outlives launch()
                 spare.close()
             self.next = nxt
-            self._host_index, self._host = current, (family, ip, scope, label)
+            self._host_index, self._host, self._host_deadline = current, (family, ip, scope, label), host_deadline
             self._tally.counts[CLOSED] += closed
             self._tally.done += closed
         return state
+
+    def _host_entry(self, host_index: int) -> tuple:
+        """(family, ip, scope id, label, is IPv4) of a host, kept for the next attempts on it: in
+        random order the host changes at every attempt, and this lookup is on the hot path."""
+        if len(self._hosts) >= self._hosts_limit:
+            self._hosts.clear()
+        family, ip, scope, label = self.jobs.target(host_index)
+        entry = self._hosts[host_index] = (family, ip, scope, label, family == socket.AF_INET)
+        return entry
 
     def _refresh_deadline(self, host_index: int) -> float:
         """The host's --host-timeout deadline as it is now (answers move it later)."""
