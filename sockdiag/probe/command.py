@@ -14,6 +14,7 @@ from sockdiag.core import grepable
 from sockdiag.core.errors import UsageError
 from sockdiag.probe.scanner import (ERROR, FILTERED, HOST_TIMEOUT, OPEN, OPEN_FILTERED, STATES, UNREACHABLE, Host, Jobs,
                                     ScanConfig)
+from sockdiag.probe.jobs import GROUP_JOBS, HOST_TIMEOUT_GROUP_JOBS
 from sockdiag.probe.pool import Scanner
 from sockdiag.core import banners, udppayloads
 from sockdiag.core.rtt import INITIAL_TIMEOUT
@@ -39,7 +40,8 @@ def run(args, env) -> int:
     ports = selection.choose_ports(args, port_words, proto)
     specs = selection.target_specs(args, host_text, env)
     hosts = selection.resolve(specs, args.family, env, selection.exclusions(args, env))
-    jobs = Jobs(hosts, ports, randomize=not args.no_randomize)
+    group_jobs = GROUP_JOBS if getattr(args, "host_timeout", None) is None else HOST_TIMEOUT_GROUP_JOBS
+    jobs = Jobs(hosts, ports, randomize=not args.no_randomize, group_jobs=group_jobs)
     config, shards = plan(args, jobs, env)
     out = Output(args, env, proto, hosts, ports)
     if getattr(args, "tls", False):  # a second phase after the scan: TLS on the open ports
