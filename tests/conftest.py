@@ -93,3 +93,19 @@ def udp_peer():
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(20)  # test_relay_support.TIMEOUT
         yield sock
+
+
+@pytest.fixture
+def scanner_sockets(monkeypatch) -> list:
+    """Every socket the probe scanner creates, in order (its socket factory, counted)."""
+    from sockdiag.probe import scanner
+
+    made = []
+
+    class Counting(socket.socket):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(scanner, "_raw_socket", Counting)
+    return made

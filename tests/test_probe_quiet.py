@@ -6,8 +6,6 @@ from __future__ import annotations
 import socket
 from collections import deque
 
-import pytest
-
 from sockdiag.probe.quiet import QUIET_WINDOW, QuietHosts
 from sockdiag.probe.results import HOST_TIMEOUT, STATES, Tally
 from tests.conftest import run_main
@@ -91,22 +89,7 @@ def test_tally_reports_a_once_state_only_for_a_hosts_first_job():
 
 # --- through the scanner ------------------------------------------------------------------------------
 
-@pytest.fixture
-def counted_sockets(monkeypatch):
-    from sockdiag.probe import scanner
-
-    made = []
-
-    class Counting(socket.socket):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(scanner, "_raw_socket", Counting)
-    return made
-
-
-def test_a_silent_host_never_has_more_than_the_window_in_flight(counted_sockets):
+def test_a_silent_host_never_has_more_than_the_window_in_flight(scanner_sockets):
     """20 unanswered ports, room for 100 in flight: only QUIET_WINDOW connect before the host
     timeout gives the host up; the others end as host-timeout without a socket."""
     count = QUIET_WINDOW + 12
@@ -114,7 +97,7 @@ def test_a_silent_host_never_has_more_than_the_window_in_flight(counted_sockets)
         r = run_main(["probe", "-a", "--workers", "1", "-c", "100", "-w", "30", "--host-timeout", "0.3",
                       "127.0.0.1", ",".join(map(str, silent))])
     assert [line.split()[3] for line in r.text.splitlines()] == ["host-timeout"] * count
-    assert len(counted_sockets) == QUIET_WINDOW
+    assert len(scanner_sockets) == QUIET_WINDOW
     assert r.status == 1
 
 

@@ -121,17 +121,8 @@ def test_host_timeout_gives_up_silent_ports_and_keeps_the_answers():
     assert "127.0.0.1: host timeout" in quiet.err and quiet.status == 0
 
 
-def test_ports_not_started_by_the_host_timeout_are_skipped_without_a_connect(monkeypatch):
-    from sockdiag.probe import scanner
-
-    made = []
-
-    class Counting(socket.socket):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(scanner, "_raw_socket", Counting)
+def test_ports_not_started_by_the_host_timeout_are_skipped_without_a_connect(scanner_sockets):
+    made = scanner_sockets
     with unanswered_ports(3) as silent:
         r = run_main(["probe", "-a", "-c", "1", "-w", "30", "--host-timeout", "0.2", "127.0.0.1",
                       ",".join(map(str, silent))])
