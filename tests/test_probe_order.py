@@ -124,10 +124,15 @@ class Recorder:
         log = self.log
 
         class LoggingSocket(socket.socket):
+            connecting = False
+
             def connect_ex(self, address):
                 err = super().connect_ex(address)
-                if err != errno.ECONNABORTED:  # not the call that resets a reused refused socket
+                # not a call that resets a reused refused socket, nor one that asks how a
+                # pending connect went (Linux, see platform.probe_reuses_refused_sockets)
+                if not self.connecting and err != errno.ECONNABORTED:
                     log.append(address[:2])
+                self.connecting = err in (errno.EINPROGRESS, errno.EALREADY)
                 return err
 
         self.factory = LoggingSocket

@@ -80,6 +80,7 @@ class Launcher:
         self._stype = (socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM) | self._type_flags
         self._refused = platform.errno_code("ECONNREFUSED")
         self._aborted = platform.errno_code("ECONNABORTED")
+        self._already = platform.errno_code("EALREADY")
         # a refused TCP socket connects again on Linux (platform.probe_reuses_refused_sockets)
         self._reuse = not config.udp and platform.probe_reuses_refused_sockets()
         self._rtt = inflight.rtt  # adaptive timeouts: RTT samples (None: a fixed -w)
@@ -116,7 +117,7 @@ class Launcher:
         quiet = self._inflight.quiet  # --host-timeout's window for hosts not heard from (probe.quiet)
         heard = quiet.heard if quiet is not None else None
         nxt, closed, state = self.next, 0, 1
-        reuse, aborted, spare, spare_family = self._reuse, self._aborted, None, 0
+        reuse, aborted, already, spare, spare_family = self._reuse, self._aborted, self._already, None, 0
         try:
             for _ in range(_BATCH):
                 if len(inflight) >= concurrency:
@@ -199,15 +200,24 @@ class Launcher:
                         if reused and err == aborted:  # that reset the refused socket: now connect
                             err = sock.connect_ex(sockaddr)
                         if err in in_progress:
-                            err = sock.getsockopt(sol, so_error)
-                            if not err:
-                                watch(sock, Attempt(sock, index, label, port, tries, now), poller.OUT)
-                                continue
-                        elif not err:  # connected at once (some stacks do for loopback)
-                            if quiet is not None:
+                            if reuse:  # Linux: connect() again tells how it went, and resets a refused
+                                err = sock.connect_ex(sockaddr)  # socket for its next attempt
+                                if err == already or err in in_progress:
+                                    watch(sock, Attempt(sock, index, label, port, tries, now), poller.OUT)
+                                    continue
+                            else:
+                                err = sock.getsockopt(sol, so_error)
+                                if not err:
+                                    watch(sock, Attempt(sock, index, label, port, tries, now), poller.OUT)
+                                    continue
+                        if not err:  # connected at once (some stacks do for loopback), or by now
+                            if host_timeout is not None:  # the host answered
+                                host_deadlines[host_index] = now + host_timeout
                                 quiet.answered(host_index)
                             attempt = Attempt(sock, index, label, port, tries, now)
                             attempt.rtt = clock() - now
+                            if rtt is not None:
+                                rtt.sample(host_index, attempt.rtt)
                             self._connected(sock.fileno(), attempt)
                             continue
                 except BaseException:
