@@ -132,3 +132,11 @@ def test_service_table_agrees_with_getservbyport():
 def test_non_ascii_digits_are_rejected(spec):
     with pytest.raises(PortSpecError):
         parse_ports(spec, SERVICES)
+
+
+def test_unbracket_strips_only_a_whole_pair():
+    from sockdiag.core.portspec import unbracket
+
+    assert unbracket("[::1]") == "::1" and unbracket("[fe80::1%eth0]") == "fe80::1%eth0"
+    assert unbracket("::1") == "::1" and unbracket("example.host") == "example.host"
+    assert unbracket("[::1") == "[::1" and unbracket("::1]") == "::1]" and unbracket("") == ""

@@ -21,7 +21,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 
 from sockdiag.core.errors import SockdiagError, UsageError
-from sockdiag.core.portspec import host_syntax_error
+from sockdiag.core.portspec import host_syntax_error, unbracket
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -49,7 +49,7 @@ def canonical_network(network: IPNetwork) -> IPNetwork:
 
 
 def _literal(text: str) -> IPNetwork | None:
-    body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    body = unbracket(text)
     if "/" in body:
         address, _, prefix = body.partition("/")
         body = address.split("%", 1)[0] + "/" + prefix

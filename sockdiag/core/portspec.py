@@ -120,6 +120,11 @@ def format_hostport(host: str | None, port: int | None) -> str:
     return f"{host_text}:{port}"
 
 
+def unbracket(host: str) -> str:
+    """'[::1]' -> '::1': the address inside an IPv6 literal's brackets; anything else as it is."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def parse_hostport(text: str, service_port: ServiceLookup | None = None) -> tuple[str, int]:
     """'host:port', '1.2.3.4:80' or '[::1]:80' -> (host, port). A bare IPv6 needs brackets."""
     item = text.strip()
@@ -144,9 +149,8 @@ def host_syntax_error(text: str) -> str | None:
     if any(ch.isspace() or ord(ch) < 32 for ch in text):
         return f"not a host name or address: {text!r}"
     if ":" in text:  # only an IPv6 literal has colons: a name cannot
-        body = text[1:-1] if text.startswith("[") and text.endswith("]") else text
         try:
-            ipaddress.IPv6Address(body.split("%", 1)[0])
+            ipaddress.IPv6Address(unbracket(text).split("%", 1)[0])
         except ValueError:
             return f"not a valid IPv6 address: {text!r}"
         return None

@@ -18,6 +18,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from sockdiag.core.portspec import unbracket
+
 KINDS = ("5", "4", "connect")
 DEFAULT_PORTS = {"5": 1080, "4": 1080, "connect": 3128}  # as OpenBSD nc
 LABELS = {"5": "socks5", "4": "socks4", "connect": "http"}
@@ -68,7 +70,7 @@ class ProxyRefused(ProxyError):
 
 def target_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IP literal `host` is ([v6] brackets and a %scope allowed), or None for a name."""
-    body = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    body = unbracket(host)
     try:
         return ipaddress.ip_address(body.split("%", 1)[0])
     except ValueError:

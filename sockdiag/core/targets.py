@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 from sockdiag.core.errors import UsageError
+from sockdiag.core.portspec import unbracket
 from sockdiag.core.spans import AddressRange
 
 MAX_BLOCK = 1 << 16  # a /16 of IPv4 (or a /112 of IPv6): the largest block without --force
@@ -81,7 +82,7 @@ def _parse_one(item: str, family: int | None, force: bool, limit: bool = True) -
         return _parse_block(item, family, force, limit)
     if "-" in item and (first := _range_start(item)) is not None:
         return _parse_range(item, first, family, force, limit)
-    bare = item[1:-1] if item.startswith("[") and item.endswith("]") else item
+    bare = unbracket(item)
     try:
         address = ipaddress.ip_address(bare)
     except ValueError:

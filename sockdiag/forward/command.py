@@ -8,7 +8,7 @@ import socket
 
 from sockdiag import platform
 from sockdiag.core.errors import SockdiagError, UsageError
-from sockdiag.core.portspec import format_hostport
+from sockdiag.core.portspec import format_hostport, unbracket
 from sockdiag.forward.config import ForwardConfig
 from sockdiag.forward.datagrams import UdpForwarder
 from sockdiag.forward.dump import Dump
@@ -66,7 +66,7 @@ def run(args, env) -> int:
 
 
 def _unbracket(host: str) -> str:
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return unbracket(host)
 
 
 def _open_dump(path: str) -> Dump:

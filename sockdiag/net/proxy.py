@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sockdiag.core.errors import SockdiagError, TimeoutFailure, UsageError
-from sockdiag.core.portspec import format_hostport
+from sockdiag.core.portspec import format_hostport, unbracket
 from sockdiag.core.proxyproto import (
     DEFAULT_PORTS,
     KINDS,
@@ -107,7 +107,7 @@ def _check_kind(kind: str, auth) -> None:
 
 
 def _unbracket(host: str) -> str:
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return unbracket(host)
 
 
 def _remaining(deadline: float | None, timeout: float | None, proxy: str) -> float | None:

@@ -7,6 +7,7 @@ import socket
 
 from sockdiag import platform
 from sockdiag.core.errors import SockdiagError
+from sockdiag.core.portspec import unbracket
 from sockdiag.platform.errnos import from_oserror
 
 _FAMILIES = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
@@ -15,7 +16,7 @@ _FAMILIES = {None: socket.AF_UNSPEC, 4: socket.AF_INET, 6: socket.AF_INET6}
 def resolve(host: str, port: int, family: int | None, socktype: int, passive: bool = False) -> list[tuple]:
     """getaddrinfo() as (family, sockaddr) pairs in the resolver's order, without duplicates.
     A failure is one line: `resolve HOST: name or service not known (EAI_NONAME)`."""
-    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    name = unbracket(host)
     try:
         infos = socket.getaddrinfo(name, port, _FAMILIES[family], socktype, 0,
                                    socket.AI_PASSIVE if passive else 0)

@@ -11,7 +11,7 @@ import socket
 import time
 
 from sockdiag.core.errors import Terminated, UsageError
-from sockdiag.core.portspec import format_hostport
+from sockdiag.core.portspec import format_hostport, unbracket
 from sockdiag.core.status import ExitStatus
 from sockdiag.net.resolve import resolve
 from sockdiag.ping.attempts import TcpAttempt, UdpAttempt
@@ -32,7 +32,7 @@ def run(args, env) -> int:
     if udp and args.close is not None:
         raise UsageError("--close is for TCP: a UDP attempt has no connection to close")
     proto = "udp" if udp else "tcp"
-    name = args.host[1:-1] if args.host.startswith("[") and args.host.endswith("]") else args.host
+    name = unbracket(args.host)
     addresses = resolve(args.host, args.port, args.family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     family, sockaddr = addresses[0]
     address = sockaddr[0]
