@@ -116,3 +116,35 @@ def test_parked_ports_are_scanned_once_the_window_moves():
 
     states = {row["port"]: row["state"] for row in map(json.loads, r.text.splitlines())}
     assert states == {**dict.fromkeys(silent, "filtered"), closed: "closed"}
+
+
+def test_udp_scans_have_no_window_and_a_refusal_counts_as_an_answer():
+    """UDP silence is the usual answer (open|filtered): --host-timeout puts no window on a UDP
+    host, and an ICMP port unreachable at once (a closed port) is the host's answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spare:
+        spare.bind(("127.0.0.1", 0))
+        closed = spare.getsockname()[1]
+    r = run_main(["probe", "-u", "-a", "-o", "json", "--host-timeout", "5", "127.0.0.1", str(closed)])
+    import json
+
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    assert [(row["port"], row["state"]) for row in rows] == [(closed, "closed")]
+    assert "Traceback" not in r.err and r.status == 1
+
+
+def test_a_udp_host_that_stays_silent_is_not_windowed():
+    """20 UDP ports that never reply, -w 1 and --host-timeout 1.5: all are sent at once and end
+    open|filtered after 1 s (with a window of 8, the last 4 would be cut as host-timeout)."""
+    socks = []
+    try:
+        for _ in range(QUIET_WINDOW + 12):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        ports = sorted(s.getsockname()[1] for s in socks)
+        r = run_main(["probe", "-u", "-a", "--workers", "1", "-w", "1", "--host-timeout", "1.5", "127.0.0.1",
+                      ",".join(map(str, ports))])
+    finally:
+        for s in socks:
+            s.close()
+    assert [line.split()[3] for line in r.text.splitlines()] == ["open|filtered"] * len(ports)

@@ -213,7 +213,8 @@ class Launcher:
                         if not err:  # connected at once (some stacks do for loopback), or by now
                             if host_timeout is not None:  # the host answered
                                 host_deadlines[host_index] = now + host_timeout
-                                quiet.answered(host_index)
+                                if quiet is not None:
+                                    quiet.answered(host_index)
                             attempt = Attempt(sock, index, label, port, tries, now)
                             attempt.rtt = clock() - now
                             if rtt is not None:
@@ -231,7 +232,7 @@ class Launcher:
                     closed += 1
                     if host_timeout is not None:  # the host answered: its --host-timeout starts again
                         host_deadlines[host_index] = now + host_timeout
-                        if host_index not in heard:
+                        if quiet is not None and host_index not in heard:
                             quiet.answered(host_index)
                     if rtt is not None and sample_due:  # one sample per batch: cheap
                         rtt.sample(host_index, clock() - now)

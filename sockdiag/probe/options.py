@@ -45,7 +45,8 @@ def add_probe(sub) -> None:
     p.add_argument("--host-timeout", type=seconds, metavar="SEC",
                    help="give a host up once it has not answered for SEC seconds (since its first attempt or "
                         "its latest answer): its undecided ports are reported as host-timeout (with -a), with a "
-                        "warning naming the host; a host not heard from yet has at most 8 attempts in flight")
+                        "warning naming the host; in a TCP scan a host not heard from yet has at most 8 attempts in "
+                        "flight")
     p.add_argument("--retries", type=int_range(0, 100), default=0, metavar="N",
                    help="extra attempts for ports that did not answer within the timeout (default 0, as nc -z; "
                         "add some on lossy links)")

@@ -11,7 +11,10 @@ that ends in silence hands back one job, so the window stays full. When --host-t
 host up, the parked jobs end as host-timeout without a socket.
 
 Only with --host-timeout: without it every port of a silent host must wait its own timeout, and
-a window would only spread that wait over more time.
+a window would only spread that wait over more time. Only for TCP: a live host answers a closed
+TCP port with a reset, so TCP silence means the host does not answer; a UDP port that says
+nothing is the usual case (open|filtered), and a window would cut a firewalled host's UDP scan
+short.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ class Shard:
         self._inflight = InFlight(config.timeout, rst if config.close == "rst" else None, rst, tally, rtt=rtt,
                                   host_timeout=config.host_timeout, nports=max(1, len(jobs.ports)))
         retry: deque = deque()  # (index, tries): expired or backed-off jobs, started again first
-        if config.host_timeout is not None:  # few attempts in flight to a host not heard from yet
-            self._inflight.quiet = QuietHosts(retry, tally)
+        if config.host_timeout is not None and not config.udp:  # few in flight to a host not heard from
+            self._inflight.quiet = QuietHosts(retry, tally)  # (TCP only: UDP silence is the usual answer)
         self._completions = Completions(config, clock, self._inflight, tally, retry)
         self._launcher = Launcher(jobs, config, first, step, clock, socket_factory or _raw_socket,
                                   self._inflight, tally, self._completions, retry)
