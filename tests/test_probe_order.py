@@ -194,3 +194,26 @@ def test_cli_default_and_no_randomize_print_the_same():
     assert r.status == s.status == 0
     assert [line.split()[:4] for line in r.text.splitlines()] == [line.split()[:4] for line in s.text.splitlines()]
     assert sum(" open " in line for line in r.text.splitlines()) == 3
+
+
+def test_the_most_common_ports_come_first_on_every_host():
+    """As nmap moves commonly open ports near the beginning: each host's first attempts are its
+    `first` ports (in a shuffled order of its own), then the rest; still a permutation."""
+    first = [80, 443, 22, 3389, 99999]  # 3389 and 99999 are not scanned here
+    jobs = Jobs([block(1, 6)], list(range(1, 1001)), randomize=True, seed=7, first=first)
+    order = [jobs.index(p) for p in range(jobs.total)]
+    assert sorted(order) == list(range(jobs.total))
+    walks = {}
+    for job in order:
+        walks.setdefault(job // 1000, []).append(jobs.ports[job % 1000])
+    assert len(walks) == 6
+    for walk in walks.values():
+        assert sorted(walk[:3]) == [22, 80, 443] and len(set(walk)) == 1000
+    assert len({tuple(walk[:3]) for walk in walks.values()}) > 1  # not the same sweep on every host
+
+
+def test_common_ports_reads_the_head_of_the_shipped_list():
+    from sockdiag.probe.topports import common_ports, read_top_ports
+
+    assert common_ports("tcp", 10) == read_top_ports("tcp")[:10]
+    assert common_ports("udp", 5) == read_top_ports("udp")[:5]

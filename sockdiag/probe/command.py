@@ -16,6 +16,7 @@ from sockdiag.probe.scanner import (ERROR, FILTERED, HOST_TIMEOUT, OPEN, OPEN_FI
                                     ScanConfig)
 from sockdiag.probe.jobs import GROUP_JOBS, HOST_TIMEOUT_GROUP_JOBS
 from sockdiag.probe.pool import Scanner
+from sockdiag.probe.topports import common_ports
 from sockdiag.core import banners, udppayloads
 from sockdiag.core.rtt import INITIAL_TIMEOUT
 from sockdiag.core.status import ExitStatus
@@ -41,7 +42,8 @@ def run(args, env) -> int:
     specs = selection.target_specs(args, host_text, env)
     hosts = selection.resolve(specs, args.family, env, selection.exclusions(args, env))
     group_jobs = GROUP_JOBS if getattr(args, "host_timeout", None) is None else HOST_TIMEOUT_GROUP_JOBS
-    jobs = Jobs(hosts, ports, randomize=not args.no_randomize, group_jobs=group_jobs)
+    first = common_ports(proto) if not args.no_randomize else ()
+    jobs = Jobs(hosts, ports, randomize=not args.no_randomize, group_jobs=group_jobs, first=first)
     config, shards = plan(args, jobs, env)
     out = Output(args, env, proto, hosts, ports)
     if getattr(args, "tls", False):  # a second phase after the scan: TLS on the open ports

@@ -77,14 +77,16 @@ class Jobs:
     Sequential: the same number. Randomised (probe's default, --no-randomize turns it off):
     the hosts are taken in groups of about GROUP_JOBS jobs, in order, as nmap's host groups;
     inside a group every round visits each host once, in a shuffled host order, and each host
-    walks a shuffled port order from a starting point of its own. So no host or port is swept
-    in sequence, yet a group's hosts finish together and their output streams group by group.
+    walks a shuffled port order from a starting point of its own: first its `first` ports (the
+    most common ones, which nmap also moves near the beginning, so that a host that drops most
+    ports answers early), then the others. So no host or port is swept in sequence, yet a
+    group's hosts finish together and their output streams group by group.
     The mapping is arithmetic over a port permutation (len(ports)) and one group's host
     permutation: memory stays flat however many jobs there are.
     """
 
     def __init__(self, hosts: Sequence[Host], ports: Sequence[int], randomize: bool = False,
-                 seed: int | None = None, group_jobs: int = GROUP_JOBS):
+                 seed: int | None = None, group_jobs: int = GROUP_JOBS, first: Sequence[int] = ()):
         self.hosts, self.ports = hosts, ports
         self._starts: list[int] = []
         total = 0
@@ -100,8 +102,16 @@ class Jobs:
         self.group_size = self.group_hosts * nports  # jobs (and attempt positions) per full group
         if self.randomize:
             self.seed = random.getrandbits(64) if seed is None else seed
+            # `first` (the most common ports, as nmap moves them near the beginning): each host
+            # walks those of its ports first, then the rest, each part in a shuffled order
+            rng = random.Random(self.seed)
+            common = sorted(_indexes_of(ports, first))
             order = list(range(nports))
-            random.Random(self.seed).shuffle(order)
+            for i in reversed(common):  # a few deletions (memmove in C), not a pass in Python
+                del order[i]
+            rng.shuffle(order)
+            rng.shuffle(common)
+            self._common, self._common2 = common, common + common
             self._port_order = order + order  # twice: index() looks up round + shift without a modulo
             self._group: tuple = (-1, -1, array.array("q"))
             self._groups: dict[int, tuple] = {}
@@ -147,8 +157,13 @@ class Jobs:
         order = self._port_order
         table = array.array("q", [0]) * (end - start)  # filled in place: no list of ints, no bytes copy
         slots = len(offsets)
+        common, ncommon = self._common2, len(self._common)
+        nrest = len(self.ports) - ncommon
         for slot, (offset, shift) in enumerate(zip(offsets, shifts)):
-            table[slot::slots] = array.array("q", [offset + job for job in order[shift:shift + len(self.ports)]])
+            walk = order[shift % nrest:shift % nrest + nrest] if nrest else []
+            if ncommon:
+                walk = common[shift % ncommon:shift % ncommon + ncommon] + walk
+            table[slot::slots] = array.array("q", [offset + job for job in walk])
         return start, end, table
 
     def floor(self, position: int) -> int:
@@ -171,3 +186,13 @@ class Jobs:
         shifts = tuple(rng.randrange(nports) for _ in range(count))
         start = first_host * nports
         return start, start + count * nports, count, offsets, shifts
+
+
+def _indexes_of(ports: Sequence[int], wanted: Sequence[int]) -> set[int]:
+    """The indexes in `ports` (sorted, as probe's port lists are) of the port numbers in `wanted`."""
+    found = set()
+    for port in wanted:
+        i = bisect.bisect_left(ports, port)
+        if i < len(ports) and ports[i] == port:
+            found.add(i)
+    return found

@@ -18,6 +18,31 @@ def parse_top_ports(text: str, proto: str) -> list[int]:
     return ports
 
 
+FIRST_PORTS = 24  # how many of the most common ports a randomised scan tries first on each host
+
+
+def common_ports(proto: str, count: int = FIRST_PORTS) -> list[int]:
+    """The `count` most common `proto` ports, read from the head of the shipped list with a plain
+    open() (no importlib.resources: every randomised scan asks, so start-up matters). [] when
+    the file cannot be read: the order then stays plain random."""
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", DATA_FILE)
+    suffix = "/" + proto
+    found: list[int] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                item = line.partition("#")[0].strip()
+                if item.endswith(suffix) and item[:-len(suffix)].isdigit():
+                    found.append(int(item[:-len(suffix)]))
+                    if len(found) >= count:
+                        break
+    except OSError:
+        return []
+    return found
+
+
 def read_top_ports(proto: str) -> list[int]:
     """The shipped list for "tcp" or "udp", most common first."""
     from importlib.resources import files  # lazily: only --top-ports pays for it
