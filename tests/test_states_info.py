@@ -61,3 +61,22 @@ def test_not_available_is_a_warning_not_an_error(monkeypatch):
     r = run_main(["states", "-ti", "-o", "json"])
     assert r.status == 0 and "not available" in r.err
     assert all(json.loads(line)["tcp_info"] is None for line in r.text.splitlines())
+
+
+def _rows(*states):
+    return [("tcp", "inet", "127.0.0.1", 1000 + n, "127.0.0.1", 80, state, None, None, (), 0, 0, None, 0, "stream",
+             0 if state == "TIME_WAIT" else 500 + n) for n, state in enumerate(states)]
+
+
+@pytest.mark.parametrize("states, read", [
+    pytest.param(("TIME_WAIT", "SYN_RECV"), {}, id="only-sockets-without-info: keeps the empty map"),
+    pytest.param(("TIME_WAIT", "ESTABLISHED"), None, id="an-established-row-without-info: the proc path"),
+])
+def test_an_empty_info_map_means_the_proc_path_only_when_a_row_could_have_info(monkeypatch, states, read):
+    """states -i asks netlink for tcp_info a second time only when the rows came from /proc: a
+    table of TIME_WAIT and request sockets has none in a netlink dump either."""
+    from sockdiag.platform import procnet, socktable
+
+    monkeypatch.setattr(procnet, "read_rows", lambda *args, **kwargs: (_rows(*states), 0))
+    snap = socktable._collect_procfs(("tcp",), False, with_info=True)
+    assert snap.tcp_info == read

@@ -13,7 +13,7 @@ import socket
 
 from sockdiag.core import sockview
 from sockdiag.core.errors import PermissionFailure
-from sockdiag.core.sockview import LPORT, OWNERS, PID, PROTO, ROW_KEYS, UID
+from sockdiag.core.sockview import LPORT, OWNERS, PID, PROTO, ROW_KEYS, STATE, UID
 from sockdiag.platform.errnos import from_oserror
 from sockdiag.platform.system import DARWIN, LINUX, SYSTEM, WINDOWS
 
@@ -240,6 +240,9 @@ def collect(protos, with_pids: bool = True, source: str | None = None, *, pid: i
     return _collect_psutil(protos, with_pids, with_uids)
 
 
+_NO_INFO = ("TIME_WAIT", "SYN_RECV")  # sockets a sock_diag dump sends without tcp_info
+
+
 def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: str | None = None,
                     with_info: bool = False) -> Snapshot:
     from sockdiag.platform import procnet
@@ -251,8 +254,11 @@ def _collect_procfs(protos, with_pids: bool, pid: int | None = None, process: st
                                               infos=infos)
     except OSError as exc:
         raise from_oserror(f"read {exc.filename or procnet.PROC + '/net'}", exc) from None
-    # An empty map with TCP rows means the /proc path read them (no netlink): no tcp_info there.
-    if infos is not None and not infos and any(r[PROTO] in ("tcp", "tcp6") for r in rows):
+    # An empty map with TCP rows that carry tcp_info in a netlink dump means the /proc path read
+    # them: no tcp_info there (None: the command asks netlink itself). TIME_WAIT and request
+    # sockets carry none either way, so a table of only those keeps its (empty) map: no second dump.
+    if infos is not None and not infos and any(r[PROTO] in ("tcp", "tcp6") and r[STATE] not in _NO_INFO
+                                                for r in rows):
         infos = None
     warnings = []
     if "unix" in protos:
