@@ -405,3 +405,22 @@ def test_real_descriptors_both_ways_at_once_byte_exact(pki, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == down
     assert (tmp_path / "got_up").read_bytes() == up
+
+
+def test_a_handshake_failure_in_words_with_and_without_the_peer():
+    """net.tls.handshake_reason is the words probe --tls shows per port; handshake_error puts
+    `TLS PEER: ` before the same words, with the exit status for the error."""
+    import errno
+
+    from sockdiag.core.status import ExitStatus
+    from sockdiag.net import tls
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    words, _kind, _status = tls.handshake_reason(refused)
+    assert words.startswith("handshake failed: ") and "ECONNREFUSED" in words
+    error = tls.handshake_error(refused, "[::1]:443")
+    assert error.message == f"TLS [::1]:443: {words}"
+    timeout = tls.handshake_error(TimeoutError(), "127.0.0.1:443")
+    assert timeout.message == "TLS 127.0.0.1:443: no handshake within the timeout"
+    assert timeout.status == ExitStatus.TIMEOUT
+    assert tls.handshake_reason(ConnectionResetError())[0] == "handshake failed: the peer closed the connection"

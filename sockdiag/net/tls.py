@@ -191,29 +191,37 @@ def server_handshake(sock: socket.socket, ctx: ssl.SSLContext, peer: str, timeou
 
 def handshake_error(exc: Exception, peer: str, target: str | None = None, reread=None) -> SockdiagError:
     """A failed handshake as one line: `TLS 127.0.0.1:8443: certificate verify failed: expired (...)`."""
+    reason, kind, status = handshake_reason(exc, target, reread)
+    return kind(f"TLS {peer}: {reason}", status)
+
+
+def handshake_reason(exc: Exception, target: str | None = None, reread=None) -> tuple[str, type, object]:
+    """Why a handshake failed, without naming the peer: (the words, the SockdiagError class, its
+    exit status or None for the class's own). probe --tls shows the words per port."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = tlsinfo.verify_reason(exc.verify_code, exc.verify_message)
         if tlsinfo.VERIFY_REASONS.get(exc.verify_code) == "name mismatch" and target:
             names = _reread_names(reread)
             reason = "name mismatch (" + (tlsinfo.mismatch_detail(names, target) if names is not None
                                           else f"certificate is not for {target}") + ")"
-        return SockdiagError(f"TLS {peer}: certificate verify failed: {reason}")
+        return f"certificate verify failed: {reason}", SockdiagError, None
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return TimeoutFailure(f"TLS {peer}: no handshake within the timeout")
+        return "no handshake within the timeout", TimeoutFailure, None
     if isinstance(exc, ssl.SSLError):
         code = (exc.reason or "").upper()
         if any(word in code for word in _NOT_TLS):
-            return SockdiagError(f"TLS {peer}: handshake failed: the peer does not speak TLS ({ssl_words(exc)})")
+            return f"handshake failed: the peer does not speak TLS ({ssl_words(exc)})", SockdiagError, None
         if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return SockdiagError(f"TLS {peer}: handshake failed: the peer closed the connection")
-        return SockdiagError(f"TLS {peer}: handshake failed: {ssl_words(exc)}")
+            return "handshake failed: the peer closed the connection", SockdiagError, None
+        return f"handshake failed: {ssl_words(exc)}", SockdiagError, None
     if isinstance(exc, OSError):
-        from sockdiag.platform.errnos import from_oserror
-
         if isinstance(exc, ConnectionResetError) or exc.errno is None:
-            return SockdiagError(f"TLS {peer}: handshake failed: the peer closed the connection")
-        return from_oserror(f"TLS {peer}: handshake failed", exc)
-    return SockdiagError(f"TLS {peer}: handshake failed: {exc}")
+            return "handshake failed: the peer closed the connection", SockdiagError, None
+        from sockdiag.core.errors import status_for_errno_name
+        from sockdiag.platform.errnos import describe, errno_name
+
+        return f"handshake failed: {describe(exc.errno)}", SockdiagError, status_for_errno_name(errno_name(exc.errno))
+    return f"handshake failed: {exc}", SockdiagError, None
 
 
 _ALERTS = {  # what the peer's alert means for the user

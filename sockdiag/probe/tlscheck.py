@@ -101,7 +101,6 @@ def text(result: dict) -> str:
 
 def check(ip: str, port: int, name: str | None, timeout: float) -> dict:
     """One unverified handshake with ip:port; what it showed, as probe's `tls` object."""
-    from sockdiag.core.portspec import format_hostport
     from sockdiag.net import tls
 
     result = {"ok": False, "version": None, "subject": None, "days_left": None, "name_match": None, "error": None}
@@ -116,9 +115,7 @@ def check(ip: str, port: int, name: str | None, timeout: float) -> dict:
             der = session.obj.getpeercert(binary_form=True)
             result["ok"], result["version"] = True, session.obj.version()
     except Exception as exc:  # noqa: BLE001 - every failure is this port's error text
-        message = tls.handshake_error(exc, format_hostport(ip, port)).message
-        result["error"] = message.split(": ", 1)[1] if ": " in message else message
-        result["error"] = result["error"].removeprefix("handshake failed: ")
+        result["error"] = tls.handshake_reason(exc)[0].removeprefix("handshake failed: ")
         return result
     summary = tls.summarize(None, der)
     if summary is not None:
