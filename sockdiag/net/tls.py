@@ -14,7 +14,7 @@ import ssl
 import tempfile
 import time
 
-from sockdiag.core import tlsinfo
+from sockdiag.core import tlsinfo, x509
 from sockdiag.core.errors import SockdiagError, TimeoutFailure, UsageError
 
 # OpenSSL's words when the other end does not speak TLS at all (a plain server or client)
@@ -270,19 +270,9 @@ def fetch_certificate(family: int, sockaddr, server_hostname: str | None, timeou
 
 def decode_der(der: bytes) -> dict | None:
     """A DER certificate as the ssl module's dict (subject, issuer, subjectAltName, notAfter), for
-    certificates that were not verified (getpeercert() then returns {}). CPython's own decoder,
-    through a private file; None where that is missing."""
-    decoder = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decoder is None:
-        return None
-    with tempfile.TemporaryDirectory(prefix="sockdiag-tls-") as tmp:
-        path = os.path.join(tmp, "peer.pem")
-        with open(path, "w", encoding="ascii") as out:
-            out.write(ssl.DER_cert_to_PEM_cert(der))
-        try:
-            return decoder(path)
-        except (ssl.SSLError, OSError, ValueError):
-            return None
+    certificates that were not verified (getpeercert() then returns {}): core.x509 reads it.
+    None for bytes that are not a certificate."""
+    return x509.decode(der)
 
 
 def summarize(tls: ssl.SSLObject | ssl.SSLSocket | None, der: bytes | None = None) -> tlsinfo.CertSummary | None:
