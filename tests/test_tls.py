@@ -424,3 +424,69 @@ def test_a_handshake_failure_in_words_with_and_without_the_peer():
     assert timeout.message == "TLS 127.0.0.1:443: no handshake within the timeout"
     assert timeout.status == ExitStatus.TIMEOUT
     assert tls.handshake_reason(ConnectionResetError())[0] == "handshake failed: the peer closed the connection"
+
+
+# --- dialogues over TLS (listen --tls with --exec-each, --frame-mode ascii-ack) ----------------------
+
+def _tls_client(pki, port: int) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    return ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _framed_reply(tls_sock) -> bytes:
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
+        chunk = tls_sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"EOF after {data!r}")
+        data += chunk
+    return data[4:4 + struct.unpack("!I", data[:4])[0]]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses tr")
+def test_exec_each_over_tls_serves_each_client(pki):
+    """-k --exec-each over TLS: each client's message runs the command, the answer comes back
+    framed, through the client's own TLS session; the handshake is verified by the client."""
+    server = Proc(["listen", "-k", "-v", "--tls", "--cert", pki["good"], "-b", "127.0.0.1",
+                   "--exec-each", "tr a-z A-Z", "--frame-dir", "out", "0"])
+    with server:
+        port = server.port()
+        results = {}
+
+        def client(i: int) -> None:
+            with _tls_client(pki, port) as tls_sock:
+                tls_sock.sendall(f"client {i}".encode())
+                results[i] = _framed_reply(tls_sock)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert server.interrupt() == ExitStatus.INTERRUPTED
+    assert results == {i: f"CLIENT {i}".encode() for i in range(4)}
+    assert "TLS: TLSv1." in server.stderr
+
+
+def test_ascii_ack_server_over_tls_answers_from_stdin(pki):
+    """The tutorials' "simple SSH" server over TLS: each command is answered with its reply's
+    length, the client's ack, then the reply (a line of stdin), all inside the TLS session."""
+    with Proc(["listen", "-v", "--tls", "--cert", pki["good"], "-b", "127.0.0.1", "--frame-mode", "ascii-ack",
+               "--frame-dir", "out", "0"], stdin=subprocess.PIPE) as server:
+        server.popen.stdin.write(b"first reply\nsecond reply\n")
+        server.popen.stdin.close()
+        port = server.port()
+        with _tls_client(pki, port) as tls_sock:
+            got = []
+            for command in (b"ls", b"pwd"):
+                tls_sock.sendall(command)
+                length = int(tls_sock.recv(64))
+                tls_sock.sendall(b"ok")
+                reply = b""
+                while len(reply) < length:
+                    reply += tls_sock.recv(length - len(reply))
+                got.append(reply)
+        assert got == [b"first reply", b"second reply"]
+        assert server.wait() == 0, server.stderr
+        assert server.popen.stdout.read() == b"lspwd"

@@ -94,7 +94,8 @@ def _serve(listener: socket.socket, env, args, acl, command) -> int:
         each = EachCommand(command_argv("--exec-each", args.exec_each), args.exec_stderr) if args.exec_each is not None else None
         return serve_dialogues(listener, env, spec or FrameSpec(direction="none", max_frame=args.max_frame), acl,
                                keep_open=args.keep_open, max_clients=args.max_clients,
-                               idle=args.idle_timeout, command=each, accept_timeout=args.timeout)
+                               idle=args.idle_timeout, command=each, accept_timeout=args.timeout,
+                               tls=tlsrelay.server_tls(args, env))
     if args.keep_open or args.echo or command is not None:
         mode = "exec" if command is not None else "echo" if args.echo else "relay"
         config = ServerConfig(mode=mode, acl=acl, keep_open=args.keep_open, command=command,

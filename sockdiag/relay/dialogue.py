@@ -280,9 +280,11 @@ def _stdin_lines(env, max_line: int):
 
 def serve_dialogues(listener: socket.socket, env, spec: FrameSpec, acl, *, keep_open: bool,
                     max_clients: int | None, idle: float | None, command: EachCommand | None,
-                    accept_timeout: float | None = None) -> int:
+                    accept_timeout: float | None = None, tls=None) -> int:
     """listen with a dialogue: one client (the listener then closes), or with -k one thread per
-    client (a dialogue blocks between messages; --max-clients bounds the threads)."""
+    client (a dialogue blocks between messages; --max-clients bounds the threads). `tls`
+    (relay.tlsrelay.ServerTls, --tls): each client's dialogue runs over the plain end of its
+    TLS bridge, as listen's other servers do; the command's environment keeps the TCP addresses."""
     from sockdiag.core.status import ExitStatus
     from sockdiag.relay.access import peer_parts
     from sockdiag.relay.acceptor import accept_one
@@ -290,22 +292,26 @@ def serve_dialogues(listener: socket.socket, env, spec: FrameSpec, acl, *, keep_
     if not keep_open:
         conn, peer = accept_one(listener, env, acl, accept_timeout)
         listener.close()
+        addresses = _env_of(conn, peer_parts)
+        if tls is not None:
+            conn = tls.wrap(conn, conn.getpeername())  # the handshake, at once: a failure ends the listen
         with conn:
             env.info(f"connection from {peer}")
             try:
-                answer(Dialogue(conn, spec, peer, idle, header_note(peer, env)), env, command, _env_of(conn, peer_parts))
+                answer(Dialogue(conn, spec, peer, idle, header_note(peer, env)), env, command, addresses)
             finally:
                 if command is not None:
                     command.stop_all()
+                if tls is not None:
+                    tls.close()
         return ExitStatus.OK
     active: set[socket.socket] = set()
     lock = threading.Lock()
 
-    def serve_one(conn: socket.socket, peer: str) -> None:
+    def serve_one(conn: socket.socket, peer: str, addresses: dict) -> None:
         try:
             with conn:
-                answer(Dialogue(conn, spec, peer, idle, header_note(peer, env)), env, command,
-                       _env_of(conn, peer_parts))
+                answer(Dialogue(conn, spec, peer, idle, header_note(peer, env)), env, command, addresses)
             env.info(f"closed {peer}")
         except SockdiagError as exc:
             env.warn(f"{peer}: {exc.message}")
@@ -325,7 +331,15 @@ def serve_dialogues(listener: socket.socket, env, spec: FrameSpec, acl, *, keep_
                 conn.close()
                 continue
             env.info(f"connection from {peer}")
-            threading.Thread(target=serve_one, args=(conn, peer), daemon=True, name="sockdiag-dialogue").start()
+            addresses = _env_of(conn, peer_parts)
+            if tls is not None:  # the handshake runs in the bridge's thread: no client holds up accept()
+                plain = tls.wrap(conn, conn.getpeername())
+                with lock:
+                    active.discard(conn)
+                    active.add(plain)
+                conn = plain
+            threading.Thread(target=serve_one, args=(conn, peer, addresses), daemon=True,
+                             name="sockdiag-dialogue").start()
     finally:
         if command is not None:
             command.stop_all()
@@ -335,6 +349,8 @@ def serve_dialogues(listener: socket.socket, env, spec: FrameSpec, acl, *, keep_
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+        if tls is not None:
+            tls.close()
 
 
 def _env_of(conn: socket.socket, peer_parts) -> dict:

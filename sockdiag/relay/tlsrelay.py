@@ -23,7 +23,7 @@ def tls_wanted(args) -> bool:
 
 
 def check_options(args, side: str) -> None:
-    """TLS needs a stream: no -u; listen's dialogues (--exec-each, ascii-ack) accept by themselves."""
+    """TLS needs a stream: no -u."""
     if not tls_wanted(args):
         return
     args.tls = True
@@ -33,8 +33,6 @@ def check_options(args, side: str) -> None:
         raise UsageError("--tls needs a stream connection (DTLS over -u is not supported)")
     if getattr(args, "insecure", False) and getattr(args, "ca", None):
         raise UsageError("--insecure and --ca exclude each other (--insecure verifies nothing)")
-    if side == "listen" and (args.exec_each is not None or args.frame_mode == "ascii-ack"):
-        raise UsageError("listen --tls does not serve --exec-each or --frame-mode ascii-ack")
 
 
 def _client_context(args):
