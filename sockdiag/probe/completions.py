@@ -28,7 +28,7 @@ class Completions:
         self._drop, self._finish = inflight.drop, tally.finish
         self._tally = tally
         self._retry = retry  # (index, tries): jobs the launcher starts again before new ones
-        self._rtt, self._nports, self._host_timeout = inflight.rtt, inflight.nports, inflight.host_timeout
+        self._rtt, self._nports = inflight.rtt, inflight.nports
         self._probes: dict[int, bytes] = {}  # port -> what --banner sends first (core.banners)
 
     def ready(self, fd: int, attempt: Attempt) -> None:
@@ -39,35 +39,27 @@ class Completions:
             self._read_banner(fd, attempt)
             return
         now = self.clock()
-        quiet = self._inflight.quiet
+        host = attempt.index // self._nports
         if self.config.udp:
             try:
                 data = sock.recv(max(1, self.config.banner_bytes))
             except OSError as exc:
                 self._drop(fd, sock)
-                if quiet is not None:  # a port unreachable is the host's answer; others are not
-                    self._heard(quiet, attempt, exc.errno == _REFUSED)
                 name = platform.errno_name(exc.errno) if exc.errno else "EIO"
                 self._finish(attempt.index, attempt.ip, attempt.port, classify(name), now - attempt.start, name, None)
                 return
             self._drop(fd, sock)
-            if self._host_timeout is not None:  # a reply: the host answered
-                self._inflight.host_deadlines[attempt.index // self._nports] = now + self._host_timeout
-                if quiet is not None:
-                    self._heard(quiet, attempt, True)
+            self._inflight.answered(host, now)  # a reply
             self._finish(attempt.index, attempt.ip, attempt.port, OPEN, now - attempt.start, None,
                          data if self.config.banner else None)
             return
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if not err or err == _REFUSED:  # the host answered
             if self._rtt is not None:  # the handshake's round trip
-                self._rtt.sample(attempt.index // self._nports, now - attempt.start)
-            if self._host_timeout is not None:
-                self._inflight.host_deadlines[attempt.index // self._nports] = now + self._host_timeout
-            if quiet is not None:
-                self._heard(quiet, attempt, True)
-        elif quiet is not None:  # unreachable, or another error: not the host's own answer
-            self._heard(quiet, attempt, False)
+                self._rtt.sample(host, now - attempt.start)
+            self._inflight.answered(host, now)
+        elif self._inflight.quiet is not None:  # unreachable, or another error: not the host's own answer
+            self._inflight.quiet.ended(host, False)
         if err:
             self._drop(fd, sock)
             name = platform.errno_name(err)
@@ -75,14 +67,6 @@ class Completions:
             return
         attempt.rtt = now - attempt.start
         self.connected(fd, attempt)
-
-    def _heard(self, quiet, attempt: Attempt, answered: bool) -> None:
-        """Tell --host-timeout's window (probe.quiet) how an attempt in flight ended."""
-        host = attempt.index // self._nports
-        if answered:
-            quiet.answered(host)
-        else:
-            quiet.ended(host, False)
 
     def connected(self, fd: int, attempt: Attempt) -> None:
         """SO_ERROR is 0 after writability: the handshake completed, unless the peer is this very

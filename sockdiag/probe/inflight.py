@@ -88,6 +88,14 @@ class InFlight:
             self._live.add(attempt.index)
             heapq.heappush(self._live_heap, attempt.index)
 
+    def answered(self, host: int, now: float) -> None:
+        """The host answered (a handshake, a refusal, a UDP reply): its --host-timeout starts
+        again and probe.quiet's window opens. (The launcher's refusal path does the same inline.)"""
+        if self.host_timeout is not None:
+            self.host_deadlines[host] = now + self.host_timeout
+        if self.quiet is not None:
+            self.quiet.answered(host)
+
     def watch_banner(self, fd: int, attempt: Attempt, deadline: float) -> None:
         """Wait for what a connected service sends first, until deadline."""
         poller = self.poller

@@ -6,6 +6,7 @@ import array
 import bisect
 import random
 from collections.abc import Sequence
+from socket import AF_INET
 
 from sockdiag.probe.results import OPEN
 
@@ -115,20 +116,23 @@ class Jobs:
             self._port_order = order + order  # twice: index() looks up round + shift without a modulo
             self._group: tuple = (-1, -1, array.array("q"))
             self._groups: dict[int, tuple] = {}
-        # target() remembers the hosts of a group or two: the launcher asks per attempt when randomised
-        self._targets: dict[int, tuple] = {}
-        self._targets_limit = 2 * self.group_hosts if self.randomize else 16
+        # target()'s answers for a group or two of hosts. In random order the host changes at every
+        # attempt, so the launcher reads this dict itself and calls target() only when it misses;
+        # it is cleared, never replaced, so that the launcher's reference stays good.
+        self.targets: dict[int, tuple] = {}
+        self._targets_limit = 2 * self.group_hosts + 16 if self.randomize else 16
 
-    def target(self, host_index: int) -> tuple[int, str, int, str]:
-        """(family, ip text, scope id, printed label) of the host_index-th address of all hosts."""
-        found = self._targets.get(host_index)
+    def target(self, host_index: int) -> tuple[int, str, int, str, bool]:
+        """(family, ip text, scope id, printed label, is IPv4) of the host_index-th address of all hosts."""
+        found = self.targets.get(host_index)
         if found is None:
-            if len(self._targets) > self._targets_limit:
-                self._targets = {}
+            if len(self.targets) >= self._targets_limit:
+                self.targets.clear()
             k = bisect.bisect_right(self._starts, host_index) - 1
             host = self.hosts[k]
             ip = host.address(host_index - self._starts[k])
-            found = self._targets[host_index] = (host.family, ip, host.scope_id, host.label or ip)
+            found = self.targets[host_index] = (host.family, ip, host.scope_id, host.label or ip,
+                                                host.family == AF_INET)
         return found
 
     def index(self, position: int) -> int:

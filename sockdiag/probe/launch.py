@@ -88,8 +88,6 @@ class Launcher:
         self._host_deadlines = inflight.host_deadlines
         self._host_deadline = _NEVER
         self._group = (0, 0, ())  # the random order's current (start, end, table): see Jobs.group_table
-        self._hosts: dict[int, tuple] = {}  # host index -> _host_entry(), for a group or two of hosts
-        self._hosts_limit = 2 * jobs.group_hosts + 16
 
     def launch(self) -> int:
         """Start up to _BATCH attempts. Returns 0: no work left to start; 1: more can start now;
@@ -113,7 +111,7 @@ class Launcher:
         current, (family, ip, scope, label) = self._host_index, self._host
         v4 = family == socket.AF_INET
         host_deadline, host_timeout, rtt, sample_due = self._host_deadline, self._host_timeout, self._rtt, True
-        host_deadlines, hosts_get = self._host_deadlines, self._hosts.get
+        host_deadlines, targets_get = self._host_deadlines, jobs.targets.get
         quiet = self._inflight.quiet  # --host-timeout's window for hosts not heard from (probe.quiet)
         heard = quiet.heard if quiet is not None else None
         nxt, closed, state = self.next, 0, 1
@@ -138,9 +136,9 @@ class Launcher:
                     break
                 host_index, port_index = divmod(index, nports)
                 if host_index != current:  # every attempt in random order: a dict lookup, no call
-                    found = hosts_get(host_index)
+                    found = targets_get(host_index)
                     if found is None:
-                        found = self._host_entry(host_index)
+                        found = jobs.target(host_index)
                     family, ip, scope, label, v4 = found
                     current = host_index
                     if host_timeout is not None:  # SEC after the host's first attempt in this shard, or
@@ -149,7 +147,7 @@ class Launcher:
                         if host_deadline is None:
                             host_deadline = host_deadlines[host_index] = clock() + host_timeout
                 now = clock()
-                if now >= host_deadline and now >= self._refresh_deadline(host_index):
+                if now >= host_deadline and now >= (host_deadline := host_deadlines.get(host_index, _NEVER)):
                     # --host-timeout gave this host up: no socket, no --rate token
                     if retry:
                         retry.popleft()
@@ -211,10 +209,7 @@ class Launcher:
                                     watch(sock, Attempt(sock, index, label, port, tries, now), poller.OUT)
                                     continue
                         if not err:  # connected at once (some stacks do for loopback), or by now
-                            if host_timeout is not None:  # the host answered
-                                host_deadlines[host_index] = now + host_timeout
-                                if quiet is not None:
-                                    quiet.answered(host_index)
+                            self._inflight.answered(host_index, now)
                             attempt = Attempt(sock, index, label, port, tries, now)
                             attempt.rtt = clock() - now
                             if rtt is not None:
@@ -230,7 +225,7 @@ class Launcher:
                     else:
                         sock.close()
                     closed += 1
-                    if host_timeout is not None:  # the host answered: its --host-timeout starts again
+                    if host_timeout is not None:  # the host answered (InFlight.answered, inline: hot)
                         host_deadlines[host_index] = now + host_timeout
                         if quiet is not None and host_index not in heard:
                             quiet.answered(host_index)
@@ -261,20 +256,6 @@ class Launcher:
             self._tally.counts[CLOSED] += closed
             self._tally.done += closed
         return state
-
-    def _host_entry(self, host_index: int) -> tuple:
-        """(family, ip, scope id, label, is IPv4) of a host, kept for the next attempts on it: in
-        random order the host changes at every attempt, and this lookup is on the hot path."""
-        if len(self._hosts) >= self._hosts_limit:
-            self._hosts.clear()
-        family, ip, scope, label = self.jobs.target(host_index)
-        entry = self._hosts[host_index] = (family, ip, scope, label, family == socket.AF_INET)
-        return entry
-
-    def _refresh_deadline(self, host_index: int) -> float:
-        """The host's --host-timeout deadline as it is now (answers move it later)."""
-        self._host_deadline = self._host_deadlines.get(host_index, _NEVER)
-        return self._host_deadline
 
     def _failed(self, index: int, label: str, port: int, tries: int, err: int | None, now: float) -> bool:
         """An attempt that failed at once (other than a plain refusal). False: the machine ran
