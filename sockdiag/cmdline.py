@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import functools
 import os
 import sys
 
@@ -48,26 +49,22 @@ class PrintCompletion(argparse.Action):
         raise CompletionRequested(values)
 
 
-_HELP_WIDTH: list[int] = []  # the help text's width, found once per process
-
-
+@functools.cache
 def help_width() -> int:
     """What argparse's HelpFormatter finds itself (shutil.get_terminal_size().columns - 2: COLUMNS,
-    else the terminal on stdout, else 80), found once. argparse asks for a formatter at every
-    add_argument, and shutil's import (with bz2, lzma and fnmatch) plus 30-odd terminal queries
-    cost about 5 ms of every run's start-up."""
-    if not _HELP_WIDTH:
+    else the terminal on stdout, else 80), found once per process. argparse asks for a formatter
+    at every add_argument, and shutil's import (with bz2, lzma and fnmatch) plus 30-odd terminal
+    queries cost about 5 ms of every run's start-up."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
         try:
-            columns = int(os.environ.get("COLUMNS", "0"))
-        except ValueError:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
             columns = 0
-        if columns <= 0:
-            try:
-                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-            except (AttributeError, ValueError, OSError):
-                columns = 0
-        _HELP_WIDTH.append((columns or 80) - 2)
-    return _HELP_WIDTH[0]
+    return (columns or 80) - 2
 
 
 class Parser(argparse.ArgumentParser):

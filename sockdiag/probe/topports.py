@@ -2,52 +2,52 @@
 
 from __future__ import annotations
 
-DATA_PACKAGE, DATA_FILE = "sockdiag.data", "top-ports.txt"
+DATA_PACKAGE, DATA_FILE = "sockdiag.data", "top-ports.txt"  # the package data (pyproject.toml)
 
 
 def parse_top_ports(text: str, proto: str) -> list[int]:
     """The `proto` ports of a top-ports text (PORT/PROTO lines, '#' comments), in file order."""
-    ports: list[int] = []
+    return list(_ports(text.splitlines(), proto))
+
+
+def _ports(lines, proto: str):
+    """The `proto` ports of top-ports lines, in order, each once (a generator: a caller that
+    wants only the head stops reading there)."""
     seen: set[int] = set()
-    for line in text.splitlines():
-        item = line.partition("#")[0].strip()
-        number, _, line_proto = item.partition("/")
+    for line in lines:
+        number, _, line_proto = line.partition("#")[0].strip().partition("/")
         if line_proto == proto and number.isdigit() and int(number) not in seen:
             seen.add(int(number))
-            ports.append(int(number))
-    return ports
+            yield int(number)
+
+
+def _data_path() -> str:
+    """The shipped list's file, beside the package (a plain path: importlib.resources' import
+    would cost every randomised scan, which reads the head of the list, a few ms)."""
+    import os
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", DATA_FILE)
 
 
 FIRST_PORTS = 24  # how many of the most common ports a randomised scan tries first on each host
 
 
 def common_ports(proto: str, count: int = FIRST_PORTS) -> list[int]:
-    """The `count` most common `proto` ports, read from the head of the shipped list with a plain
-    open() (no importlib.resources: every randomised scan asks, so start-up matters). [] when
-    the file cannot be read: the order then stays plain random."""
-    import os
+    """The `count` most common `proto` ports: the head of the shipped list, read only that far.
+    [] when the file cannot be read: the order then stays plain random."""
+    from itertools import islice
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", DATA_FILE)
-    suffix = "/" + proto
-    found: list[int] = []
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                item = line.partition("#")[0].strip()
-                if item.endswith(suffix) and item[:-len(suffix)].isdigit():
-                    found.append(int(item[:-len(suffix)]))
-                    if len(found) >= count:
-                        break
+        with open(_data_path(), encoding="utf-8") as f:
+            return list(islice(_ports(f, proto), count))
     except OSError:
         return []
-    return found
 
 
 def read_top_ports(proto: str) -> list[int]:
     """The shipped list for "tcp" or "udp", most common first."""
-    from importlib.resources import files  # lazily: only --top-ports pays for it
-
-    return parse_top_ports(files(DATA_PACKAGE).joinpath(DATA_FILE).read_text("utf-8"), proto)
+    with open(_data_path(), encoding="utf-8") as f:
+        return list(_ports(f, proto))
 
 
 def select_ports(proto: str, count: int, among: list[int] | None = None) -> list[int]:
