@@ -115,6 +115,16 @@ def refused_port() -> socket.socket:
     return sock
 
 
+@pytest.fixture
+def upstream():
+    """A listening upstream the test accepts from itself (to see exactly what reaches it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        sock.settimeout(TIMEOUT)
+        yield sock
+
+
 # --- bytes, half-close, resets --------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["splice", "copy"])
@@ -132,77 +142,65 @@ def test_bytes_exact_both_ways(echo, monkeypatch, path):
                      rf"{len(data)} bytes to upstream, {len(data)} bytes to client\n", run.err)
 
 
-def test_half_close_client_first():
+def test_half_close_client_first(upstream):
     """The client shuts its write side: the upstream reads EOF, then still answers, and the
     client reads the answer after its own half-close."""
     seen = {}
-    with socket.socket() as upstream:
-        upstream.bind(("127.0.0.1", 0))
-        upstream.listen(1)
-        upstream.settimeout(TIMEOUT)
 
-        def clients(port, env):
-            with connect(port) as sock:
-                sock.sendall(b"request")
-                sock.shutdown(socket.SHUT_WR)
-                conn, _ = upstream.accept()
-                with conn:
-                    conn.settimeout(TIMEOUT)
-                    seen["upstream got"] = recv_all(conn)  # ends: the EOF was passed on
-                    conn.sendall(b"answer after EOF")
-                    conn.shutdown(socket.SHUT_WR)
-                    return recv_all(sock)
+    def clients(port, env):
+        with connect(port) as sock:
+            sock.sendall(b"request")
+            sock.shutdown(socket.SHUT_WR)
+            conn, _ = upstream.accept()
+            with conn:
+                conn.settimeout(TIMEOUT)
+                seen["upstream got"] = recv_all(conn)  # ends: the EOF was passed on
+                conn.sendall(b"answer after EOF")
+                conn.shutdown(socket.SHUT_WR)
+                return recv_all(sock)
 
-        run = forward(["0", "127.0.0.1", str(upstream.getsockname()[1])], clients)
+    run = forward(["0", "127.0.0.1", str(upstream.getsockname()[1])], clients)
     assert seen["upstream got"] == b"request"
     assert run.result == b"answer after EOF"
 
 
-def test_half_close_upstream_first():
+def test_half_close_upstream_first(upstream):
     """The upstream shuts its write side first: the client reads EOF and can still send."""
-    with socket.socket() as upstream:
-        upstream.bind(("127.0.0.1", 0))
-        upstream.listen(1)
-        upstream.settimeout(TIMEOUT)
 
-        def clients(port, env):
-            with connect(port) as sock:
-                conn, _ = upstream.accept()
-                with conn:
-                    conn.settimeout(TIMEOUT)
-                    conn.sendall(b"banner")
-                    conn.shutdown(socket.SHUT_WR)
-                    got = recv_all(sock)
-                    sock.sendall(b"late words")
-                    sock.shutdown(socket.SHUT_WR)
-                    return got, recv_all(conn)
-
-        run = forward(["0", "127.0.0.1", str(upstream.getsockname()[1])], clients)
-    assert run.result == (b"banner", b"late words")
-
-
-def test_client_reset_is_passed_on():
-    """A client that resets (SO_LINGER 0) makes the upstream see a reset, not a polite EOF."""
-    with socket.socket() as upstream:
-        upstream.bind(("127.0.0.1", 0))
-        upstream.listen(1)
-        upstream.settimeout(TIMEOUT)
-
-        def clients(port, env):
-            sock = connect(port)
+    def clients(port, env):
+        with connect(port) as sock:
             conn, _ = upstream.accept()
             with conn:
                 conn.settimeout(TIMEOUT)
-                sock.sendall(b"x")
-                assert recv_exactly(conn, 1) == b"x"
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-                with pytest.raises(ConnectionResetError):
-                    while conn.recv(65536):
-                        pass
-            wait_until(lambda: "closed connection 1" in env.stderr.getvalue().decode())
+                conn.sendall(b"banner")
+                conn.shutdown(socket.SHUT_WR)
+                got = recv_all(sock)
+                sock.sendall(b"late words")
+                sock.shutdown(socket.SHUT_WR)
+                return got, recv_all(conn)
 
-        run = forward(["-v", "0", "127.0.0.1", str(upstream.getsockname()[1])], clients)
+    run = forward(["0", "127.0.0.1", str(upstream.getsockname()[1])], clients)
+    assert run.result == (b"banner", b"late words")
+
+
+def test_client_reset_is_passed_on(upstream):
+    """A client that resets (SO_LINGER 0) makes the upstream see a reset, not a polite EOF."""
+
+    def clients(port, env):
+        sock = connect(port)
+        conn, _ = upstream.accept()
+        with conn:
+            conn.settimeout(TIMEOUT)
+            sock.sendall(b"x")
+            assert recv_exactly(conn, 1) == b"x"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+            with pytest.raises(ConnectionResetError):
+                while conn.recv(65536):
+                    pass
+        wait_until(lambda: "closed connection 1" in env.stderr.getvalue().decode())
+
+    run = forward(["-v", "0", "127.0.0.1", str(upstream.getsockname()[1])], clients)
     assert "(client: connection reset by peer (ECONNRESET))" in run.err
 
 
